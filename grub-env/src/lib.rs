@@ -1,0 +1,1 @@
+//! The GRUB environment block (placeholder while the crate is written).

@@ -1,0 +1,13 @@
+//! health-checker: boot health checks and automatic rollback for systems whose
+//! root filesystem is a btrfs snapshot.
+//!
+//! The binary (`main.rs`) is a thin shell over this library. Every touch of
+//! the operating system goes through a small seam that takes a root
+//! directory, so the same code runs on `/`, on a mounted image (`--root`) and
+//! in tests on a temporary directory.
+
+pub mod cli;
+pub mod exit;
+pub mod logging;
+pub mod paths;
+pub mod verdict;
