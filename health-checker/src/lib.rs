@@ -6,8 +6,10 @@
 //! directory, so the same code runs on `/`, on a mounted image (`--root`) and
 //! in tests on a temporary directory.
 
+pub mod actions;
 pub mod cli;
 pub mod exit;
 pub mod logging;
 pub mod paths;
+pub mod snapshots;
 pub mod verdict;

@@ -1,0 +1,41 @@
+//! What the checker does to the system once it has decided: reboot, stop
+//! services, alert. The trait is the seam the engine uses; the real
+//! implementation (systemd over D-Bus, motd, wall, hooks, journal, D-Bus
+//! signal) lives beside it.
+
+use serde::{Deserialize, Serialize};
+
+/// Which event an alert reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertKind {
+    /// A trial failed and the system rolls back to the known-good snapshot.
+    Rollback,
+    /// GRUB ran out of attempts for a trial and booted the known-good one.
+    GrubFallback,
+    /// A known-good system is broken; services stopped, no more reboots.
+    Degraded,
+}
+
+/// An alert for the admin: sent to every configured channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub kind: AlertKind,
+    /// One line for people: what happened and what to do.
+    pub summary: String,
+    /// The full record (verdict, probes, snapshots) as JSON; alert hooks get
+    /// it on standard input.
+    pub details: serde_json::Value,
+}
+
+/// What the engine needs to act on the system.
+pub trait Actions {
+    /// Reboot cleanly through systemd (services stop first). Returns once the
+    /// reboot is queued; honours the no-reboot switch by logging instead.
+    fn reboot(&self, why: &str) -> anyhow::Result<()>;
+    /// Stop these systemd units (degraded mode).
+    fn stop_units(&self, units: &[String]) -> anyhow::Result<()>;
+    /// Send an alert to every configured channel. A channel that fails is
+    /// reported in the error but does not keep the others from being tried.
+    fn alert(&self, alert: &Alert) -> anyhow::Result<()>;
+}
