@@ -8,8 +8,12 @@
 
 pub mod actions;
 pub mod cli;
+pub mod engine;
 pub mod exit;
+pub mod fsutil;
+pub mod history;
 pub mod logging;
 pub mod paths;
 pub mod snapshots;
+pub mod state;
 pub mod verdict;

@@ -1,0 +1,343 @@
+//! Carrying out a phase's decision: read the boot environment and the
+//! snapshot store, decide, then act in an order that is safe against a crash
+//! at any step.
+//!
+//! The order, and why:
+//! 1. **Default subvolume** first. A crash right after leaves the
+//!    environment as it was: a trial still armed is booted by GRUB again
+//!    (counting down), and a GRUB that follows the default boots the
+//!    known-good. The reverse order could leave the trial cleared while the
+//!    default still names it, which would look like an unarmed update.
+//! 2. **Boot environment** (trial cleared, failure streak counted, promotion
+//!    recorded) second. A failure of 1 or 2 stops everything: nothing else is
+//!    done, no reboot is asked for (a reboot without the failure counted
+//!    could loop), and the error is returned.
+//! 3. **History and state** (`/var/lib/health-checker`), before the reboot,
+//!    so the record of a rollback exists when it happens.
+//! 4. Degraded mode: **stop units**, then **alert**; other alerts
+//!    (rollback, GRUB fall-back).
+//! 5. **Reboot** last.
+//!
+//! Steps 3 and 4 are records and notices: their failure does not keep the
+//! reboot of step 5 from being asked for (a failing trial must not stay
+//! booted because `/var` is full), but every such failure is returned as an
+//! error after the remaining steps ran; none is ignored.
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::json;
+
+use super::bootstate::BootState;
+use super::decide::{decide, Action, Decision, EarlyPhase, EngineConfig, Inputs};
+use crate::actions::{Actions, Alert, AlertKind};
+use crate::exit::{Code, CodeExt};
+use crate::history::History;
+use crate::logging::message_id;
+use crate::snapshots::{SnapshotRef, Snapshots};
+use crate::state::{Degraded, StateFile};
+use crate::verdict::{Phase, PhaseReport, Verdict};
+
+/// The boot environment seam: the `hc_*` keys of the GRUB environment.
+pub trait BootEnv {
+    /// Read the keys and parse them. A missing, torn or unparsable
+    /// environment is an error (never an empty state).
+    fn load(&self) -> Result<BootState>;
+    /// Set (`Some`) or unset (`None`) these keys in one crash-safe write,
+    /// leaving every other key as it is.
+    fn store(&self, changes: &[(&'static str, Option<String>)]) -> Result<()>;
+}
+
+/// What a check run is given besides the seams.
+#[derive(Debug, Clone)]
+pub struct CheckOptions<'a> {
+    /// The phase's probe results (the caller ran the probes).
+    pub report: &'a PhaseReport,
+    pub config: &'a EngineConfig,
+    /// Units to stop in degraded mode (`[degraded] stop_services`).
+    pub stop_units: &'a [String],
+    /// Decide and explain, change nothing.
+    pub dry_run: bool,
+    /// The time, seconds since the epoch (UTC).
+    pub now: u64,
+    /// The kernel's boot ID, tying the phases of one boot together.
+    pub boot_id: &'a str,
+}
+
+/// What a check run decided and did.
+#[derive(Debug, Clone)]
+pub struct CheckReport {
+    pub booted: SnapshotRef,
+    pub default: SnapshotRef,
+    pub decision: Decision,
+    /// Nothing was changed.
+    pub dry_run: bool,
+    /// Things worth telling that did not stop the run (a corrupt file moved
+    /// aside, an unreadable state file).
+    pub notes: Vec<String>,
+}
+
+impl CheckReport {
+    /// The explanation for people, one statement per line.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        if self.dry_run {
+            out.push_str("dry run: nothing was changed\n");
+        }
+        out.push_str(&format!(
+            "booted {} (ID {}), default {} (ID {})\n",
+            self.booted.path, self.booted.id, self.default.path, self.default.id
+        ));
+        for line in self.decision.explanation.iter().chain(&self.notes) {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Run the engine for one phase: read, decide, act (unless `dry_run`).
+pub fn run_check(
+    env: &dyn BootEnv,
+    snapshots: &dyn Snapshots,
+    actions: &dyn Actions,
+    history: &History,
+    state_file: &StateFile,
+    opts: &CheckOptions,
+) -> Result<CheckReport> {
+    let state = env
+        .load()
+        .context("reading the boot environment")
+        .code(Code::BootEnv)?;
+    let booted = snapshots
+        .booted()
+        .context("finding the booted snapshot")
+        .code(Code::Snapshot)?;
+    let default = snapshots
+        .default_subvolume()
+        .context("finding the default subvolume")
+        .code(Code::Snapshot)?;
+    let good_exists = match &state.good {
+        Some(g) => snapshots
+            .lookup(&g.path)
+            .with_context(|| format!("looking up the known-good snapshot {}", g.path))
+            .code(Code::Snapshot)?
+            .is_some_and(|found| found.id == g.id),
+        None => false,
+    };
+
+    let mut notes = Vec::new();
+    let mut saved = match state_file.load(!opts.dry_run, opts.now) {
+        Ok(l) => {
+            if let Some(c) = l.corrupt {
+                notes.push(format!("warning: {c}"));
+            }
+            Some(l.value)
+        }
+        Err(e) => {
+            notes.push(format!(
+                "warning: {:#}; the early phase's result is unknown and the state file is left alone",
+                e
+            ));
+            None
+        }
+    };
+    let early = match (&saved, opts.report.phase) {
+        (_, Phase::Early) => EarlyPhase::NotRun,
+        (None, Phase::Late) => EarlyPhase::Unknown,
+        (Some(s), Phase::Late) => match s.early_verdict(opts.boot_id) {
+            None => EarlyPhase::NotRun,
+            Some(Verdict::Pass) => EarlyPhase::Passed,
+            Some(Verdict::Fail) => EarlyPhase::Failed,
+        },
+    };
+
+    let decision = decide(&Inputs {
+        state: &state,
+        booted: &booted,
+        default: &default,
+        good_exists,
+        report: opts.report,
+        early,
+        config: opts.config,
+    });
+    let mut report = CheckReport {
+        booted,
+        default,
+        decision,
+        dry_run: opts.dry_run,
+        notes,
+    };
+    if opts.dry_run {
+        return Ok(report);
+    }
+
+    let d = &report.decision;
+    // 1. Default subvolume.
+    if let Some(to) = &d.set_default {
+        snapshots
+            .set_default(to.id)
+            .with_context(|| format!("making {} (ID {}) the default subvolume", to.path, to.id))
+            .code(Code::Snapshot)?;
+    }
+    // 2. Boot environment.
+    let changes = d.state.diff(&state);
+    if !changes.is_empty() {
+        env.store(&changes)
+            .context("writing the boot environment")
+            .code(Code::BootEnv)?;
+    }
+    log_decision(&report);
+
+    let mut problems: Vec<anyhow::Error> = Vec::new();
+    // 3. History and state.
+    match history.append(&d.events, opts.now, Some(opts.boot_id)) {
+        Ok(Some(c)) => report.notes.push(format!("warning: {c}")),
+        Ok(None) => {}
+        Err(e) => problems.push(e.context(format!(
+            "recording the history in {}",
+            history.path().display()
+        ))),
+    }
+    if let Some(s) = saved.as_mut() {
+        let verdict = if d.verdict == super::decide::BootVerdict::Pass {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        s.record_phase(opts.boot_id, opts.report, verdict, &report.booted, opts.now);
+        if let Action::EnterDegraded { reason } = &d.action {
+            let since = s.degraded.as_ref().map_or(opts.now, |g| g.since);
+            s.degraded = Some(Degraded {
+                since,
+                reason: reason.clone(),
+                snapshot: report.booted.clone(),
+            });
+        } else if d.clears_degraded {
+            s.degraded = None;
+        }
+        if let Err(e) = state_file.save(s) {
+            problems.push(e.context(format!(
+                "saving the state in {}",
+                state_file.path().display()
+            )));
+        }
+    }
+    // 4. Degraded mode and alerts.
+    if let Action::EnterDegraded { .. } = &d.action {
+        if !opts.stop_units.is_empty() {
+            if let Err(e) = actions.stop_units(opts.stop_units) {
+                problems.push(e.context(format!(
+                    "stopping units for degraded mode: {}",
+                    opts.stop_units.join(" ")
+                )));
+            }
+        }
+    }
+    for alert in alerts(&report, opts.report) {
+        if let Err(e) = actions.alert(&alert) {
+            problems.push(e.context(format!("sending the {:?} alert", alert.kind)));
+        }
+    }
+    // 5. Reboot.
+    if d.wants_reboot() {
+        let why = d.explanation.last().cloned().unwrap_or_default();
+        if let Err(e) = actions.reboot(&why) {
+            problems.push(e.context("asking systemd to reboot"));
+        }
+    }
+
+    if problems.is_empty() {
+        return Ok(report);
+    }
+    let list: Vec<String> = problems.iter().map(|e| format!("{e:#}")).collect();
+    Err(anyhow!(
+        "the decision was carried out ({}), but {} step(s) failed: {}",
+        report.decision.explanation.join("; "),
+        list.len(),
+        list.join("; ")
+    ))
+}
+
+fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
+    let d = &report.decision;
+    let details = json!({
+        "booted": report.booted,
+        "default": report.default,
+        "phase": phase.phase,
+        "verdict": d.verdict,
+        "action": d.action,
+        "fallback": d.fallback,
+        "probes": phase.probes,
+        "explanation": d.explanation,
+    });
+    let mut out = Vec::new();
+    if let Some(f) = &d.fallback {
+        out.push(Alert {
+            kind: AlertKind::GrubFallback,
+            summary: format!(
+                "trial {} never reached a verdict; GRUB booted the known-good snapshot",
+                f.trial
+            ),
+            details: details.clone(),
+        });
+    }
+    match &d.action {
+        Action::RollBack { from, to } => out.push(Alert {
+            kind: AlertKind::Rollback,
+            summary: format!(
+                "{} failed its health checks; rolled back to {} and rebooting",
+                from.path, to.path
+            ),
+            details,
+        }),
+        Action::EnterDegraded { reason } => out.push(Alert {
+            kind: AlertKind::Degraded,
+            summary: format!("degraded mode: {reason}; run `health-checker status` for details"),
+            details,
+        }),
+        _ => {}
+    }
+    out
+}
+
+fn log_decision(report: &CheckReport) {
+    let d = &report.decision;
+    let snapshot = report.booted.path.as_str();
+    let text = d.explanation.join("; ");
+    if d.fallback.is_some() {
+        tracing::warn!(
+            MESSAGE_ID = message_id::GRUB_FALLBACK,
+            SNAPSHOT = snapshot,
+            "{text}"
+        );
+    }
+    match &d.action {
+        Action::Promote { .. } => {
+            tracing::info!(
+                MESSAGE_ID = message_id::PROMOTED,
+                SNAPSHOT = snapshot,
+                "{text}"
+            )
+        }
+        Action::RollBack { .. } => {
+            tracing::warn!(
+                MESSAGE_ID = message_id::ROLLBACK,
+                SNAPSHOT = snapshot,
+                "{text}"
+            )
+        }
+        Action::EnterDegraded { .. } => {
+            tracing::error!(
+                MESSAGE_ID = message_id::DEGRADED,
+                SNAPSHOT = snapshot,
+                "{text}"
+            )
+        }
+        Action::RetryReboot { .. } | Action::Nothing => {
+            tracing::info!(
+                MESSAGE_ID = message_id::VERDICT,
+                SNAPSHOT = snapshot,
+                "{text}"
+            )
+        }
+    }
+}
