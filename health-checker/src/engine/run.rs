@@ -124,25 +124,29 @@ pub fn run_check(
         None => false,
     };
 
+    // The state file: what the early phase of this boot decided. When it
+    // cannot be trusted (corrupt, unreadable), the early result is unknown
+    // and a late pass promotes nothing.
     let mut notes = Vec::new();
-    let mut saved = match state_file.load(!opts.dry_run, opts.now) {
+    let (mut saved, trusted) = match state_file.load(!opts.dry_run, opts.now) {
         Ok(l) => {
+            let trusted = l.corrupt.is_none();
             if let Some(c) = l.corrupt {
                 notes.push(format!("warning: {c}"));
             }
-            Some(l.value)
+            (Some(l.value), trusted)
         }
         Err(e) => {
             notes.push(format!(
-                "warning: {:#}; the early phase's result is unknown and the state file is left alone",
-                e
+                "warning: {e:#}; the early phase's result is unknown and the state file is left alone"
             ));
-            None
+            (None, false)
         }
     };
     let early = match (&saved, opts.report.phase) {
         (_, Phase::Early) => EarlyPhase::NotRun,
         (None, Phase::Late) => EarlyPhase::Unknown,
+        (Some(_), Phase::Late) if !trusted => EarlyPhase::Unknown,
         (Some(s), Phase::Late) => match s.early_verdict(opts.boot_id) {
             None => EarlyPhase::NotRun,
             Some(Verdict::Pass) => EarlyPhase::Passed,

@@ -1,0 +1,458 @@
+//! `run_check` against in-memory fakes of the boot environment, the snapshot
+//! store and the system actions, with the history and state files in a
+//! temporary directory. The fakes share one log, so the tests can check the
+//! order in which things were done.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use anyhow::{anyhow, bail, Result};
+use health_checker::actions::{Actions, Alert, AlertKind};
+use health_checker::engine::{run_check, Action, BootEnv, BootState, CheckOptions, EngineConfig};
+use health_checker::exit::{code_for, Code};
+use health_checker::history::{EventKind, History};
+use health_checker::paths::Root;
+use health_checker::snapshots::{SnapshotInfo, SnapshotRef, Snapshots};
+use health_checker::state::StateFile;
+use health_checker::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Severity};
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn snap(n: u64) -> SnapshotRef {
+    SnapshotRef {
+        id: 255 + n,
+        path: format!("@/.snapshots/{n}/snapshot"),
+    }
+}
+
+struct FakeEnv {
+    keys: RefCell<BTreeMap<String, String>>,
+    fail_load: bool,
+    fail_store: bool,
+    log: Log,
+}
+
+impl BootEnv for FakeEnv {
+    fn load(&self) -> Result<BootState> {
+        if self.fail_load {
+            bail!("/boot/efi/EFI/health-checker/grubenv: both copies are damaged");
+        }
+        let keys = self.keys.borrow();
+        Ok(BootState::from_keys(|k| keys.get(k).cloned())?)
+    }
+    fn store(&self, changes: &[(&'static str, Option<String>)]) -> Result<()> {
+        if self.fail_store {
+            bail!("no space left on device");
+        }
+        let mut keys = self.keys.borrow_mut();
+        for (k, v) in changes {
+            match v {
+                Some(v) => keys.insert(k.to_string(), v.clone()),
+                None => keys.remove(*k),
+            };
+        }
+        self.log.borrow_mut().push("env-store".into());
+        Ok(())
+    }
+}
+
+struct FakeSnapshots {
+    booted: SnapshotRef,
+    default: RefCell<SnapshotRef>,
+    existing: Vec<SnapshotRef>,
+    fail_booted: bool,
+    fail_set_default: bool,
+    log: Log,
+}
+
+impl Snapshots for FakeSnapshots {
+    fn booted(&self) -> Result<SnapshotRef> {
+        if self.fail_booted {
+            bail!("statfs /: input/output error");
+        }
+        Ok(self.booted.clone())
+    }
+    fn default_subvolume(&self) -> Result<SnapshotRef> {
+        Ok(self.default.borrow().clone())
+    }
+    fn set_default(&self, id: u64) -> Result<()> {
+        if self.fail_set_default {
+            bail!("/.snapshots is read-only");
+        }
+        let s = self
+            .existing
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or_else(|| anyhow!("no subvolume {id}"))?;
+        *self.default.borrow_mut() = s.clone();
+        self.log.borrow_mut().push(format!("set-default {id}"));
+        Ok(())
+    }
+    fn lookup(&self, path: &str) -> Result<Option<SnapshotRef>> {
+        Ok(self.existing.iter().find(|s| s.path == path).cloned())
+    }
+    fn list(&self) -> Result<Vec<SnapshotInfo>> {
+        Ok(Vec::new())
+    }
+}
+
+struct FakeActions {
+    log: Log,
+    history: History,
+    /// Event kinds in the history file at the moment the reboot was asked.
+    history_at_reboot: RefCell<Option<Vec<EventKind>>>,
+    alerts: RefCell<Vec<Alert>>,
+}
+
+impl Actions for FakeActions {
+    fn reboot(&self, why: &str) -> Result<()> {
+        assert!(!why.is_empty(), "a reboot always says why");
+        let kinds = self
+            .history
+            .read()
+            .map(|r| r.events.iter().map(|e| e.event.kind).collect())
+            .unwrap_or_default();
+        *self.history_at_reboot.borrow_mut() = Some(kinds);
+        self.log.borrow_mut().push("reboot".into());
+        Ok(())
+    }
+    fn stop_units(&self, units: &[String]) -> Result<()> {
+        self.log
+            .borrow_mut()
+            .push(format!("stop {}", units.join(" ")));
+        Ok(())
+    }
+    fn alert(&self, alert: &Alert) -> Result<()> {
+        self.log
+            .borrow_mut()
+            .push(format!("alert {:?}", alert.kind));
+        self.alerts.borrow_mut().push(alert.clone());
+        Ok(())
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    log: Log,
+    env: FakeEnv,
+    snaps: FakeSnapshots,
+    actions: FakeActions,
+    history: History,
+    state: StateFile,
+    config: EngineConfig,
+    stop: Vec<String>,
+}
+
+impl World {
+    /// `keys`: the environment; `booted`, `default`: snapshot numbers.
+    fn new(keys: &[(&str, &str)], booted: u64, default: u64) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let log: Log = Rc::default();
+        let history = History::new(&root);
+        World {
+            env: FakeEnv {
+                keys: RefCell::new(
+                    keys.iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                fail_load: false,
+                fail_store: false,
+                log: log.clone(),
+            },
+            snaps: FakeSnapshots {
+                booted: snap(booted),
+                default: RefCell::new(snap(default)),
+                existing: (1..=4).map(snap).collect(),
+                fail_booted: false,
+                fail_set_default: false,
+                log: log.clone(),
+            },
+            actions: FakeActions {
+                log: log.clone(),
+                history: history.clone(),
+                history_at_reboot: RefCell::new(None),
+                alerts: RefCell::default(),
+            },
+            state: StateFile::new(&root),
+            history,
+            log,
+            config: EngineConfig::default(),
+            stop: vec!["app.service".into()],
+            _dir: dir,
+        }
+    }
+
+    fn check(
+        &self,
+        report: &PhaseReport,
+        dry_run: bool,
+    ) -> Result<health_checker::engine::CheckReport> {
+        run_check(
+            &self.env,
+            &self.snaps,
+            &self.actions,
+            &self.history,
+            &self.state,
+            &CheckOptions {
+                report,
+                config: &self.config,
+                stop_units: &self.stop,
+                dry_run,
+                now: 1_800_000_000,
+                boot_id: "boot-1",
+            },
+        )
+    }
+
+    fn key(&self, k: &str) -> Option<String> {
+        self.env.keys.borrow().get(k).cloned()
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.borrow().clone()
+    }
+
+    fn history_kinds(&self) -> Vec<EventKind> {
+        self.history
+            .read()
+            .unwrap()
+            .events
+            .iter()
+            .map(|e| e.event.kind)
+            .collect()
+    }
+}
+
+fn report(phase: Phase, pass: bool) -> PhaseReport {
+    PhaseReport::new(
+        phase,
+        vec![ProbeResult {
+            name: "app-answers".into(),
+            severity: Severity::Required,
+            result: if pass {
+                Outcome::Pass
+            } else {
+                Outcome::Timeout
+            },
+            duration_ms: 60_000,
+            reason: (!pass).then(|| "timed out after 60s".into()),
+            output: String::new(),
+        }],
+    )
+}
+
+const G: [(&str, &str); 2] = [
+    ("hc_good", "@/.snapshots/1/snapshot"),
+    ("hc_good_id", "256"),
+];
+
+fn armed_t() -> Vec<(&'static str, &'static str)> {
+    let mut k = G.to_vec();
+    k.extend([
+        ("hc_trial", "@/.snapshots/2/snapshot"),
+        ("hc_trial_id", "257"),
+        ("hc_tries", "2"),
+        ("hc_booted", "trial"),
+        ("saved_entry", "gnulinux"),
+    ]);
+    k
+}
+
+#[test]
+fn failing_trial_goes_back_to_g_records_and_then_reboots() {
+    let w = World::new(&armed_t(), 2, 2);
+    let r = w.check(&report(Phase::Late, false), false).unwrap();
+    assert!(matches!(r.decision.action, Action::RollBack { .. }));
+    assert_eq!(
+        w.log(),
+        ["set-default 256", "env-store", "alert Rollback", "reboot"],
+        "default, environment, alert, then reboot"
+    );
+    assert_eq!(*w.snaps.default.borrow(), snap(1));
+    assert_eq!(w.key("hc_trial"), None);
+    assert_eq!(w.key("hc_tries"), None);
+    assert_eq!(w.key("hc_good_id").as_deref(), Some("256"));
+    assert_eq!(
+        w.key("saved_entry").as_deref(),
+        Some("gnulinux"),
+        "foreign keys untouched"
+    );
+    assert_eq!(
+        w.actions.history_at_reboot.borrow().clone(),
+        Some(vec![EventKind::Verdict, EventKind::Rollback]),
+        "the history is written before the reboot"
+    );
+    let alert = &w.actions.alerts.borrow()[0];
+    assert_eq!(alert.kind, AlertKind::Rollback);
+    assert_eq!(alert.details["probes"][0]["name"], "app-answers");
+    assert!(r.text().contains("rolling back"), "{}", r.text());
+    let state = w.state.load(false, 0).unwrap().value;
+    assert_eq!(state.probes["app-answers"].result, Outcome::Timeout);
+}
+
+#[test]
+fn passing_trial_is_promoted_without_reboot() {
+    let w = World::new(&armed_t(), 2, 2);
+    let r = w.check(&report(Phase::Late, true), false).unwrap();
+    assert!(matches!(r.decision.action, Action::Promote { .. }));
+    assert_eq!(w.log(), ["env-store"]);
+    assert_eq!(w.key("hc_good").as_deref(), Some("@/.snapshots/2/snapshot"));
+    assert_eq!(w.key("hc_good_id").as_deref(), Some("257"));
+    assert_eq!(w.key("hc_trial"), None);
+    assert_eq!(
+        w.history_kinds(),
+        [EventKind::Verdict, EventKind::Promotion]
+    );
+}
+
+#[test]
+fn failing_g_with_the_budget_spent_degrades_without_reboot() {
+    let mut keys = G.to_vec();
+    keys.push(("hc_good_fails", "1"));
+    let w = World::new(&keys, 1, 1);
+    let r = w.check(&report(Phase::Late, false), false).unwrap();
+    assert!(matches!(r.decision.action, Action::EnterDegraded { .. }));
+    assert_eq!(w.log(), ["stop app.service", "alert Degraded"]);
+    assert_eq!(*w.snaps.default.borrow(), snap(1), "default untouched");
+    let state = w.state.load(false, 0).unwrap().value;
+    let degraded = state.degraded.expect("degraded recorded");
+    assert_eq!(degraded.snapshot, snap(1));
+    assert_eq!(w.history_kinds(), [EventKind::Verdict, EventKind::Degraded]);
+
+    // The next passing boot of G leaves degraded mode.
+    let r = w.check(&report(Phase::Late, true), false).unwrap();
+    assert!(r.decision.clears_degraded);
+    assert_eq!(w.key("hc_good_fails"), None);
+    assert!(w.state.load(false, 0).unwrap().value.degraded.is_none());
+}
+
+#[test]
+fn failing_g_within_budget_counts_the_failure_before_rebooting() {
+    let w = World::new(&G, 1, 1);
+    w.check(&report(Phase::Early, false), false).unwrap();
+    assert_eq!(w.log(), ["env-store", "reboot"]);
+    assert_eq!(w.key("hc_good_fails").as_deref(), Some("1"));
+}
+
+#[test]
+fn an_unreadable_environment_changes_nothing_and_never_passes() {
+    let mut w = World::new(&armed_t(), 2, 2);
+    w.env.fail_load = true;
+    let err = w.check(&report(Phase::Late, true), false).unwrap_err();
+    assert_eq!(code_for(&err), Code::BootEnv);
+    assert!(
+        format!("{err:#}").contains("reading the boot environment"),
+        "{err:#}"
+    );
+    assert!(w.log().is_empty());
+    assert!(!w.history.path().exists(), "no pass recorded");
+}
+
+#[test]
+fn a_bad_environment_value_is_an_error_naming_the_key() {
+    let mut keys = armed_t();
+    keys.push(("hc_tries", "x"));
+    let w = World::new(&keys, 2, 2);
+    let err = w.check(&report(Phase::Late, true), false).unwrap_err();
+    assert_eq!(code_for(&err), Code::BootEnv);
+    assert!(format!("{err:#}").contains("hc_tries"), "{err:#}");
+    assert!(w.log().is_empty());
+}
+
+#[test]
+fn a_snapshot_store_error_changes_nothing() {
+    let mut w = World::new(&armed_t(), 2, 2);
+    w.snaps.fail_booted = true;
+    let err = w.check(&report(Phase::Late, false), false).unwrap_err();
+    assert_eq!(code_for(&err), Code::Snapshot);
+    assert!(format!("{err:#}").contains("booted snapshot"), "{err:#}");
+    assert!(w.log().is_empty());
+}
+
+#[test]
+fn a_failed_set_default_stops_the_rollback_before_env_and_reboot() {
+    let mut w = World::new(&armed_t(), 2, 2);
+    w.snaps.fail_set_default = true;
+    let err = w.check(&report(Phase::Late, false), false).unwrap_err();
+    assert_eq!(code_for(&err), Code::Snapshot);
+    assert!(format!("{err:#}").contains("read-only"), "{err:#}");
+    assert!(w.log().is_empty(), "{:?}", w.log());
+    assert_eq!(
+        w.key("hc_trial").as_deref(),
+        Some("@/.snapshots/2/snapshot")
+    );
+}
+
+#[test]
+fn a_failed_environment_write_means_no_reboot() {
+    let mut w = World::new(&G, 1, 1);
+    w.env.fail_store = true;
+    let err = w.check(&report(Phase::Late, false), false).unwrap_err();
+    assert_eq!(code_for(&err), Code::BootEnv);
+    assert!(!w.log().contains(&"reboot".to_string()));
+}
+
+#[test]
+fn a_history_failure_does_not_keep_a_failed_trial_booted_but_is_an_error() {
+    let w = World::new(&armed_t(), 2, 2);
+    // Make /var/lib/health-checker a file: nothing can be written there.
+    let dir = w.history.path().parent().unwrap();
+    std::fs::create_dir_all(dir.parent().unwrap()).unwrap();
+    std::fs::write(dir, b"").unwrap();
+    let err = w.check(&report(Phase::Late, false), false).unwrap_err();
+    assert_eq!(
+        w.log(),
+        ["set-default 256", "env-store", "alert Rollback", "reboot"]
+    );
+    let msg = format!("{err:#}");
+    assert!(msg.contains("history.json"), "{msg}");
+    assert!(msg.contains("rolling back"), "{msg}");
+}
+
+#[test]
+fn dry_run_decides_but_changes_nothing() {
+    let w = World::new(&armed_t(), 2, 2);
+    let r = w.check(&report(Phase::Late, false), true).unwrap();
+    assert!(matches!(r.decision.action, Action::RollBack { .. }));
+    assert!(r.text().starts_with("dry run"), "{}", r.text());
+    assert!(w.log().is_empty());
+    assert_eq!(*w.snaps.default.borrow(), snap(2));
+    assert!(!w.history.path().exists());
+    assert!(!w.state.path().exists());
+}
+
+#[test]
+fn an_early_failure_keeps_the_late_phase_of_the_same_boot_from_passing() {
+    let mut keys = G.to_vec();
+    keys.push(("hc_good_fails", "1"));
+    let w = World::new(&keys, 1, 1);
+    let r = w.check(&report(Phase::Early, false), false).unwrap();
+    assert!(matches!(r.decision.action, Action::EnterDegraded { .. }));
+    let r = w.check(&report(Phase::Late, true), false).unwrap();
+    assert_eq!(r.decision.action, Action::Nothing);
+    assert!(!r.decision.clears_degraded);
+    assert!(w.state.load(false, 0).unwrap().value.degraded.is_some());
+    assert_eq!(w.key("hc_good_fails").as_deref(), Some("1"));
+}
+
+#[test]
+fn a_corrupt_state_file_is_moved_aside_and_the_late_pass_not_trusted() {
+    let w = World::new(&armed_t(), 2, 2);
+    std::fs::create_dir_all(w.state.path().parent().unwrap()).unwrap();
+    std::fs::write(w.state.path(), b"{ torn").unwrap();
+    let r = w.check(&report(Phase::Late, true), false).unwrap();
+    assert_eq!(r.decision.action, Action::Nothing, "not promoted");
+    assert!(
+        r.notes.iter().any(|n| n.contains("corrupt")),
+        "{:?}",
+        r.notes
+    );
+    let aside = w
+        .state
+        .path()
+        .with_file_name("state.json.corrupt-1800000000");
+    assert_eq!(std::fs::read(aside).unwrap(), b"{ torn");
+}
