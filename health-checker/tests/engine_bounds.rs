@@ -102,21 +102,33 @@ fn failing_plan() -> impl Strategy<Value = BootPlan> {
         Just(Outcome::Timeout),
         Just(Outcome::Error)
     ];
-    (0..4u8, bad, prop::collection::vec(probe(), 0..3), any::<bool>()).prop_map(
-        |(mode, bad, mut others, lie)| {
+    (
+        0..4u8,
+        bad,
+        prop::collection::vec(probe(), 0..3),
+        any::<bool>(),
+    )
+        .prop_map(|(mode, bad, mut others, lie)| {
             let failing = vec![Probe(Severity::Required, bad)];
             others.push(Probe(Severity::Wanted, Outcome::Pass));
             BootPlan {
                 panic: mode == 0,
                 hang: mode == 1,
-                early: if mode == 2 { failing.clone() } else { others.clone() },
+                early: if mode == 2 {
+                    failing.clone()
+                } else {
+                    others.clone()
+                },
                 // A panic plan that meets a snapshot that does not panic
                 // (see the module comment) still fails, late.
-                late: if mode == 3 || mode == 0 { failing } else { others },
+                late: if mode == 3 || mode == 0 {
+                    failing
+                } else {
+                    others
+                },
                 lie,
             }
-        },
-    )
+        })
 }
 
 fn external() -> impl Strategy<Value = External> {
@@ -129,12 +141,10 @@ fn external() -> impl Strategy<Value = External> {
 }
 
 fn config() -> impl Strategy<Value = EngineConfig> {
-    (1..=9u8, 0..=3u32, any::<bool>()).prop_map(|(tries, good_failure_reboots, act)| {
-        EngineConfig {
-            tries,
-            good_failure_reboots,
-            act_on_manual_boot: act,
-        }
+    (1..=9u8, 0..=3u32, any::<bool>()).prop_map(|(tries, good_failure_reboots, act)| EngineConfig {
+        tries,
+        good_failure_reboots,
+        act_on_manual_boot: act,
     })
 }
 
@@ -334,6 +344,17 @@ impl Sim {
             );
         }
 
+        // Every state the engine reaches survives the trip through the
+        // environment's keys.
+        let keys: std::collections::HashMap<_, _> = d
+            .state
+            .changes()
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect();
+        let back = BootState::from_keys(|k| keys.get(k).cloned());
+        prop_assert_eq!(back.as_ref(), Ok(&d.state));
+
         // Apply.
         if let Some(to) = &d.set_default {
             self.default = to.clone();
@@ -373,9 +394,8 @@ impl Sim {
             External::Reboot => None,
             External::Manual(i) => Some(self.store[i % self.store.len()].clone()),
             External::Delete(i) => {
-                let keep = |s: &SnapshotRef| {
-                    *s == self.default || Some(s) == self.env.trial.as_ref()
-                };
+                let keep =
+                    |s: &SnapshotRef| *s == self.default || Some(s) == self.env.trial.as_ref();
                 let candidates: Vec<_> = self.store.iter().filter(|s| !keep(s)).cloned().collect();
                 if let Some(victim) = candidates.get(i % candidates.len().max(1)) {
                     self.store.retain(|s| s != victim);
@@ -404,7 +424,11 @@ impl Sim {
     }
 }
 
-fn run(cfg: EngineConfig, plans: Vec<BootPlan>, events: Vec<External>) -> Result<Sim, TestCaseError> {
+fn run(
+    cfg: EngineConfig,
+    plans: Vec<BootPlan>,
+    events: Vec<External>,
+) -> Result<Sim, TestCaseError> {
     let mut sim = Sim::new(cfg, plans);
     let first = sim.chain(None)?;
     prop_assert!(first <= sim.max_chain());
@@ -483,7 +507,9 @@ fn the_simulator_reaches_every_kind_of_decision() {
         let sim = run(cfg, plans, events).expect("bounds hold");
         seen.extend(sim.seen);
     }
-    for kind in ["promote", "rollback", "retry", "degraded", "fallback", "nothing"] {
+    for kind in [
+        "promote", "rollback", "retry", "degraded", "fallback", "nothing",
+    ] {
         assert!(seen.contains(kind), "never reached {kind}: {seen:?}");
     }
 }

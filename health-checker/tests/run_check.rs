@@ -456,3 +456,35 @@ fn a_corrupt_state_file_is_moved_aside_and_the_late_pass_not_trusted() {
         .with_file_name("state.json.corrupt-1800000000");
     assert_eq!(std::fs::read(aside).unwrap(), b"{ torn");
 }
+
+#[test]
+fn an_early_failure_whose_rollback_failed_still_blocks_the_late_promotion() {
+    let mut w = World::new(&armed_t(), 2, 2);
+    w.snaps.fail_set_default = true;
+    assert!(w.check(&report(Phase::Early, false), false).is_err());
+    w.snaps.fail_set_default = false;
+    let r = w.check(&report(Phase::Late, true), false).unwrap();
+    assert!(
+        matches!(r.decision.action, Action::RollBack { .. }),
+        "the rollback is repeated, not a promotion: {:?}",
+        r.decision.action
+    );
+    assert_eq!(w.key("hc_good").as_deref(), Some("@/.snapshots/1/snapshot"));
+}
+
+#[test]
+fn a_known_good_missing_from_the_store_is_never_rolled_back_to() {
+    let mut w = World::new(&armed_t(), 2, 2);
+    w.snaps.existing.retain(|s| s.id != 256);
+    let r = w.check(&report(Phase::Late, false), false).unwrap();
+    assert!(matches!(r.decision.action, Action::EnterDegraded { .. }));
+    assert_eq!(w.log(), ["env-store", "stop app.service", "alert Degraded"]);
+    assert_eq!(*w.snaps.default.borrow(), snap(2));
+    assert_eq!(w.key("hc_good").as_deref(), Some("@/.snapshots/1/snapshot"));
+
+    // Same path, different subvolume (deleted and re-created): not G either.
+    let mut w = World::new(&armed_t(), 2, 2);
+    w.snaps.existing[0].id = 999;
+    let r = w.check(&report(Phase::Late, false), false).unwrap();
+    assert!(matches!(r.decision.action, Action::EnterDegraded { .. }));
+}

@@ -13,7 +13,10 @@
 //!    done, no reboot is asked for (a reboot without the failure counted
 //!    could loop), and the error is returned.
 //! 3. **History and state** (`/var/lib/health-checker`), before the reboot,
-//!    so the record of a rollback exists when it happens.
+//!    so the record of a rollback exists when it happens. (The phase's
+//!    verdict for this boot is saved in `state.json` even before step 1, so
+//!    that the late phase of the same boot knows the early phase failed even
+//!    when acting on that failure did not succeed.)
 //! 4. Degraded mode: **stop units**, then **alert**; other alerts
 //!    (rollback, GRUB fall-back).
 //! 5. **Reboot** last.
@@ -27,7 +30,7 @@ use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
 use super::bootstate::BootState;
-use super::decide::{decide, Action, Decision, EarlyPhase, EngineConfig, Inputs};
+use super::decide::{decide, Action, BootVerdict, Decision, EarlyPhase, EngineConfig, Inputs};
 use crate::actions::{Actions, Alert, AlertKind};
 use crate::exit::{Code, CodeExt};
 use crate::history::History;
@@ -175,23 +178,43 @@ pub fn run_check(
     }
 
     let d = &report.decision;
+    let mut problems: Vec<anyhow::Error> = Vec::new();
+    // 0. This phase's verdict for this boot, so that a later phase of the
+    //    same boot knows it even if a step below fails.
+    if let Some(s) = saved.as_mut() {
+        let verdict = if d.verdict == BootVerdict::Pass {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        };
+        s.record_phase(opts.boot_id, opts.report, verdict, &report.booted, opts.now);
+        if let Err(e) = state_file.save(s) {
+            problems.push(e.context(format!(
+                "saving the state in {}",
+                state_file.path().display()
+            )));
+        }
+    }
     // 1. Default subvolume.
     if let Some(to) = &d.set_default {
-        snapshots
-            .set_default(to.id)
-            .with_context(|| format!("making {} (ID {}) the default subvolume", to.path, to.id))
-            .code(Code::Snapshot)?;
+        if let Err(e) = snapshots.set_default(to.id) {
+            let e = e.context(format!(
+                "making {} (ID {}) the default subvolume",
+                to.path, to.id
+            ));
+            return Err(with_problems(e, &problems)).code(Code::Snapshot);
+        }
     }
     // 2. Boot environment.
     let changes = d.state.diff(&state);
     if !changes.is_empty() {
-        env.store(&changes)
-            .context("writing the boot environment")
-            .code(Code::BootEnv)?;
+        if let Err(e) = env.store(&changes) {
+            let e = e.context("writing the boot environment");
+            return Err(with_problems(e, &problems)).code(Code::BootEnv);
+        }
     }
     log_decision(&report);
 
-    let mut problems: Vec<anyhow::Error> = Vec::new();
     // 3. History and state.
     match history.append(&d.events, opts.now, Some(opts.boot_id)) {
         Ok(Some(c)) => report.notes.push(format!("warning: {c}")),
@@ -202,12 +225,7 @@ pub fn run_check(
         ))),
     }
     if let Some(s) = saved.as_mut() {
-        let verdict = if d.verdict == super::decide::BootVerdict::Pass {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        };
-        s.record_phase(opts.boot_id, opts.report, verdict, &report.booted, opts.now);
+        let before = s.degraded.clone();
         if let Action::EnterDegraded { reason } = &d.action {
             let since = s.degraded.as_ref().map_or(opts.now, |g| g.since);
             s.degraded = Some(Degraded {
@@ -218,11 +236,13 @@ pub fn run_check(
         } else if d.clears_degraded {
             s.degraded = None;
         }
-        if let Err(e) = state_file.save(s) {
-            problems.push(e.context(format!(
-                "saving the state in {}",
-                state_file.path().display()
-            )));
+        if s.degraded != before {
+            if let Err(e) = state_file.save(s) {
+                problems.push(e.context(format!(
+                    "saving the degraded flag in {}",
+                    state_file.path().display()
+                )));
+            }
         }
     }
     // 4. Degraded mode and alerts.
@@ -259,6 +279,16 @@ pub fn run_check(
         list.len(),
         list.join("; ")
     ))
+}
+
+/// A critical step's error, with the earlier failures that did not stop the
+/// run.
+fn with_problems(e: anyhow::Error, problems: &[anyhow::Error]) -> anyhow::Error {
+    if problems.is_empty() {
+        return e;
+    }
+    let list: Vec<String> = problems.iter().map(|p| format!("{p:#}")).collect();
+    anyhow!("{e:#} (and before that: {})", list.join("; "))
 }
 
 fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
