@@ -63,6 +63,33 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
         .with_context(|| format!("syncing directory {}", dir.display()))
 }
 
+/// An exclusive `flock` on a lock file, held until dropped. Serialises
+/// read-modify-write cycles of the files beside it between processes (the
+/// early and late units, `arm`, `mark-good`, ...).
+#[derive(Debug)]
+pub struct Lock {
+    _file: nix::fcntl::Flock<File>,
+}
+
+impl Lock {
+    /// Take the lock on `path` (created if missing, with its directory),
+    /// waiting for another holder to let go.
+    pub fn acquire(path: &Path) -> Result<Lock> {
+        let dir = parent(path)?;
+        fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("opening lock file {}", path.display()))?;
+        let file = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| errno)
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(Lock { _file: file })
+    }
+}
+
 /// A file read by [`read_json`].
 #[derive(Debug)]
 pub struct Loaded<T> {
@@ -189,6 +216,24 @@ mod tests {
         assert!(format!("{err:#}").contains("target"), "{err:#}");
         assert_eq!(fs::read(p.join("keep")).unwrap(), b"x");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_lock_excludes_a_second_holder_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/.lock");
+        let held = Lock::acquire(&p).unwrap();
+        // A second open file description cannot take it meanwhile.
+        let f = File::options().write(true).open(&p).unwrap();
+        let f = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(_) => panic!("the lock was not exclusive"),
+            Err((f, errno)) => {
+                assert_eq!(errno, nix::errno::Errno::EWOULDBLOCK);
+                f
+            }
+        };
+        drop(held);
+        assert!(nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok());
     }
 
     #[test]

@@ -143,6 +143,7 @@ impl History {
         now: u64,
         boot_id: Option<&str>,
     ) -> Result<Option<Corrupt>> {
+        let _lock = fsutil::Lock::acquire(&lock_path(&self.path))?;
         let loaded = fsutil::read_json::<Vec<Event>>(&self.path, true, now)?;
         let mut all = loaded.value;
         all.extend(events.iter().map(|e| Event {
@@ -158,6 +159,15 @@ impl History {
         fsutil::atomic_write(&self.path, &json)?;
         Ok(loaded.corrupt)
     }
+}
+
+/// `.NAME.lock` beside a file.
+pub(crate) fn lock_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.lock"))
 }
 
 fn capped(mut e: NewEvent) -> NewEvent {

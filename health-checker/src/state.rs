@@ -135,6 +135,13 @@ impl StateFile {
         &self.path
     }
 
+    /// Take the lock that serialises read-modify-write cycles of this file
+    /// between processes; hold it from [`StateFile::load`] to the last
+    /// [`StateFile::save`].
+    pub fn lock(&self) -> Result<fsutil::Lock> {
+        fsutil::Lock::acquire(&crate::history::lock_path(&self.path))
+    }
+
     /// Read the state. With `repair`, a corrupt file is moved aside to
     /// `state.json.corrupt-<now>`; without, it is left in place. Either way
     /// it is reported in [`Loaded::corrupt`] and the default state returned.

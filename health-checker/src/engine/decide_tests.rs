@@ -557,3 +557,14 @@ fn config_tries_are_held_to_what_grub_can_count() {
     c.config.tries = 0;
     assert_eq!(c.decide().state.tries, 0);
 }
+
+#[test]
+fn a_decision_serialises_for_json_output() {
+    let d = Case::new(armed(2), t(), t()).late(false).decide();
+    let v = serde_json::to_value(&d).unwrap();
+    assert_eq!(v["action"]["action"], "roll-back");
+    assert_eq!(v["action"]["to"]["id"], 256);
+    assert_eq!(v["role"]["trial"]["armed"], true);
+    assert_eq!(v["verdict"], "fail");
+    assert_eq!(v["events"][1]["kind"], "rollback");
+}

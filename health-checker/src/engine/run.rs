@@ -131,7 +131,22 @@ pub fn run_check(
     // cannot be trusted (corrupt, unreadable), the early result is unknown
     // and a late pass promotes nothing.
     let mut notes = Vec::new();
-    let (mut saved, trusted) = match state_file.load(!opts.dry_run, opts.now) {
+    let lock = if opts.dry_run {
+        None
+    } else {
+        match state_file.lock() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                notes.push(format!("warning: {e:#}"));
+                None
+            }
+        }
+    };
+    let loaded = match (&lock, opts.dry_run) {
+        (None, false) => Err(anyhow!("the state file could not be locked")),
+        _ => state_file.load(!opts.dry_run, opts.now),
+    };
+    let (mut saved, trusted) = match loaded {
         Ok(l) => {
             let trusted = l.corrupt.is_none();
             if let Some(c) = l.corrupt {
