@@ -8,6 +8,7 @@ pub mod decide;
 pub mod grub;
 pub mod run;
 pub mod transitions;
+mod work;
 
 #[cfg(test)]
 mod decide_tests;
