@@ -37,18 +37,14 @@ impl Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the version and exit.
-    Version,
+    /// Read and edit the boot environment (grub-editenv's jobs, crash-safe).
+    Bootenv(crate::bootenv::BootenvArgs),
 }
 
 /// Run a parsed command line; the returned code is the process's exit code.
 pub fn run(cli: Cli) -> anyhow::Result<Code> {
     let root = cli.global.root();
     match cli.command {
-        Command::Version => {
-            let _ = root;
-            println!("health-checker {}", env!("CARGO_PKG_VERSION"));
-            Ok(Code::Ok)
-        }
+        Command::Bootenv(args) => crate::bootenv::run(&root, args),
     }
 }

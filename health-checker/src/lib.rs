@@ -7,6 +7,7 @@
 //! in tests on a temporary directory.
 
 pub mod actions;
+pub mod bootenv;
 pub mod cli;
 pub mod exit;
 pub mod logging;
