@@ -39,6 +39,9 @@ impl Global {
 pub enum Command {
     /// Read and edit the boot environment (grub-editenv's jobs, crash-safe).
     Bootenv(crate::bootenv::BootenvArgs),
+    /// Write manual pages and shell completions (used by `make install`).
+    #[command(hide = true)]
+    Generate(crate::generate::GenerateArgs),
 }
 
 /// Run a parsed command line; the returned code is the process's exit code.
@@ -46,5 +49,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Code> {
     let root = cli.global.root();
     match cli.command {
         Command::Bootenv(args) => crate::bootenv::run(&root, args),
+        Command::Generate(args) => crate::generate::run(args),
     }
 }

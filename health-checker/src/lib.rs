@@ -10,6 +10,7 @@ pub mod actions;
 pub mod bootenv;
 pub mod cli;
 pub mod exit;
+pub mod generate;
 pub mod logging;
 pub mod paths;
 pub mod snapshots;
