@@ -71,9 +71,9 @@ pub fn valid_key(key: &str) -> bool {
 /// lines it began with, and its size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Env {
-    /// Comment lines after the signature, kept as they were (each ends with
-    /// `\n`).
-    comments: Vec<String>,
+    /// Comment lines after the signature, kept byte for byte (each ends
+    /// with `\n`).
+    comments: Vec<Vec<u8>>,
     entries: Vec<(String, String)>,
     block_size: usize,
 }
@@ -88,7 +88,7 @@ impl Env {
     /// An empty environment as Debian's `grub-editenv create` makes it.
     pub fn new() -> Self {
         Env {
-            comments: vec![DEBIAN_WARNING.to_string()],
+            comments: vec![DEBIAN_WARNING.as_bytes().to_vec()],
             entries: Vec::new(),
             block_size: DEFAULT_BLOCK_SIZE,
         }
@@ -130,8 +130,7 @@ impl Env {
                     // A comment line: kept if it comes before the entries.
                     Some(end) => {
                         if !seen_entry {
-                            env.comments
-                                .push(String::from_utf8_lossy(&rest[..=end]).into_owned());
+                            env.comments.push(rest[..=end].to_vec());
                         }
                         pos += end + 1;
                         continue;
@@ -205,7 +204,7 @@ impl Env {
         let mut out = Vec::with_capacity(self.block_size);
         out.extend_from_slice(SIGNATURE.as_bytes());
         for c in &self.comments {
-            out.extend_from_slice(c.as_bytes());
+            out.extend_from_slice(c);
         }
         for (k, v) in &self.entries {
             out.extend_from_slice(k.as_bytes());
@@ -230,7 +229,7 @@ impl Env {
 
     /// Bytes used by the header, comments and entries (without padding).
     pub fn used_bytes(&self) -> usize {
-        let mut n = SIGNATURE.len() + self.comments.iter().map(String::len).sum::<usize>();
+        let mut n = SIGNATURE.len() + self.comments.iter().map(Vec::len).sum::<usize>();
         for (k, v) in &self.entries {
             n += k.len() + 2 + v.len() + v.bytes().filter(|&b| b == b'\\' || b == b'\n').count();
         }
@@ -397,6 +396,18 @@ mod tests {
             Env::parse(&unterminated),
             Err(FormatError::Unterminated { line: 2 })
         );
+    }
+
+    #[test]
+    fn comments_are_kept_byte_for_byte() {
+        // Found by the fuzzer: a comment with bytes that are not UTF-8 must
+        // come back unchanged, not as replacement characters.
+        let mut raw = format!("{SIGNATURE}# caf").into_bytes();
+        raw.extend_from_slice(b"\xe9 \x97\n");
+        raw.extend_from_slice(b"a=1\n");
+        raw.resize(1024, b'#');
+        let env = Env::parse(&raw).unwrap();
+        assert_eq!(env.to_bytes().unwrap(), raw);
     }
 
     #[test]

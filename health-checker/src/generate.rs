@@ -85,7 +85,11 @@ fn write_page(dir: &Path, cmd: &clap::Command, name: &str, main: bool) -> anyhow
 
 fn completions(dir: &Path) -> anyhow::Result<()> {
     use clap_complete::Shell;
-    for (shell, sub) in [(Shell::Bash, "bash"), (Shell::Zsh, "zsh"), (Shell::Fish, "fish")] {
+    for (shell, sub) in [
+        (Shell::Bash, "bash"),
+        (Shell::Zsh, "zsh"),
+        (Shell::Fish, "fish"),
+    ] {
         let d = dir.join(sub);
         std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
         let mut cmd = Cli::command();
