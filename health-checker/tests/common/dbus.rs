@@ -49,11 +49,16 @@ impl PrivateBus {
             ),
         )
         .expect("writing the bus configuration");
+        // Its complaints (it cannot raise its descriptor limit in a
+        // container, ...) go to a file, shown when it does not start.
+        let log = dir.path().join("dbus-daemon.log");
+        let log_file = std::fs::File::create(&log).expect("creating the bus log");
         let mut child = Command::new(&daemon)
             .arg(format!("--config-file={}", config.display()))
             .args(["--nofork", "--nopidfile", "--print-address=1"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
+            .stderr(log_file)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", daemon.display()));
         let mut line = String::new();
@@ -61,7 +66,8 @@ impl PrivateBus {
         if read.is_err() || line.trim().is_empty() {
             let _ = child.kill();
             let status = child.wait();
-            panic!("dbus-daemon printed no address ({status:?}); see its messages above");
+            let messages = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("dbus-daemon printed no address ({status:?}): {messages}");
         }
         PrivateBus {
             _dir: dir,
