@@ -525,3 +525,43 @@ fn a_system_image_never_reboots_or_stops_the_host() {
         assert!(text.contains(t.dir.path().to_str().unwrap()), "{text}");
     }
 }
+
+#[test]
+fn systemd_is_reached_directly_on_its_private_socket() {
+    // systemd's private socket has no bus daemon: a peer-to-peer connection
+    // to PID 1, as early in the boot as the early phase runs.
+    let t = TestRoot::new();
+    let socket = t.path("private");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let c = Calls::default();
+    let server_calls = c.clone();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let conn = Builder::unix_stream(stream)
+            .server(zbus::Guid::generate())
+            .unwrap()
+            .p2p()
+            .serve_at(
+                "/org/freedesktop/systemd1",
+                FakeManager {
+                    calls: server_calls,
+                },
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        // Serve until the test ends.
+        std::thread::sleep(Duration::from_secs(60));
+        drop(conn);
+    });
+
+    let conn = health_checker::actions::dbus::connect_direct(&socket).unwrap();
+    let job =
+        health_checker::actions::dbus::start_unit(&conn, "reboot.target", "replace-irreversibly")
+            .unwrap();
+    assert_eq!(job.as_str(), "/org/freedesktop/systemd1/job/1");
+    assert_eq!(
+        calls(&c),
+        [triple("StartUnit", "reboot.target", "replace-irreversibly")]
+    );
+}

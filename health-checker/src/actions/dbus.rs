@@ -41,19 +41,25 @@ pub fn connect_systemd(bus: &Bus) -> anyhow::Result<Connection> {
     match bus {
         Bus::Address(addr) => connect_address(addr),
         Bus::System => {
-            if std::path::Path::new(SYSTEMD_PRIVATE).exists() {
-                let direct = Builder::address(format!("unix:path={SYSTEMD_PRIVATE}").as_str())
-                    .map(|b| b.p2p().method_timeout(CALL_TIMEOUT).build());
-                match direct {
-                    Ok(Ok(conn)) => return Ok(conn),
-                    Ok(Err(e)) | Err(e) => tracing::debug!(
-                        "systemd's private socket {SYSTEMD_PRIVATE}: {e}; trying the system bus"
-                    ),
+            let private = std::path::Path::new(SYSTEMD_PRIVATE);
+            if private.exists() {
+                match connect_direct(private) {
+                    Ok(conn) => return Ok(conn),
+                    Err(e) => tracing::debug!("{e:#}; trying the system bus"),
                 }
             }
             connect_system()
         }
     }
+}
+
+/// A direct (peer-to-peer, no bus daemon) connection to the process
+/// listening on the socket `path`, as to systemd's private socket.
+pub fn connect_direct(path: &std::path::Path) -> anyhow::Result<Connection> {
+    let addr = format!("unix:path={}", path.display());
+    Builder::address(addr.as_str())
+        .and_then(|b| b.p2p().method_timeout(CALL_TIMEOUT).build())
+        .with_context(|| format!("connecting directly to {}", path.display()))
 }
 
 /// A connection to the bus at `addr`.
@@ -77,7 +83,7 @@ pub fn is_absent(err: &anyhow::Error) -> bool {
         let io = e
             .downcast_ref::<zbus::Error>()
             .and_then(|z| match z {
-                zbus::Error::InputOutput(io) => Some(io.kind()),
+                zbus::Error::InputOutput(io) | zbus::Error::Connection(io, _) => Some(io.kind()),
                 _ => None,
             })
             .or_else(|| e.downcast_ref::<std::io::Error>().map(|io| io.kind()));
@@ -125,4 +131,30 @@ pub fn stop_unit(conn: &Connection, unit: &str, mode: &str) -> anyhow::Result<Ow
 pub fn emit_alert(conn: &Connection, name: &str, summary: &str, json: &str) -> anyhow::Result<()> {
     conn.emit_signal(None::<&str>, HC_PATH, HC_INTERFACE, name, &(summary, json))
         .with_context(|| format!("emitting D-Bus signal {HC_INTERFACE}.{name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_bus_is_told_apart_from_a_broken_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("no-bus");
+        let err = connect_address(&format!("unix:path={}", missing.display())).unwrap_err();
+        assert!(is_absent(&err), "{err:#}");
+        assert!(format!("{err:#}").contains("no-bus"), "{err:#}");
+
+        // Something that is not a bus answers: not "absent".
+        let not_a_bus = dir.path().join("not-a-bus");
+        let listener = std::os::unix::net::UnixListener::bind(&not_a_bus).unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = listener.accept() {
+                use std::io::Write;
+                let _ = s.write_all(b"garbage\r\n");
+            }
+        });
+        let err = connect_address(&format!("unix:path={}", not_a_bus.display())).unwrap_err();
+        assert!(!is_absent(&err), "{err:#}");
+    }
 }
