@@ -162,6 +162,31 @@ fn set_default_works_when_every_mount_is_read_only() {
 }
 
 #[test]
+fn set_default_works_when_the_filesystem_was_only_ever_mounted_read_only() {
+    let (mut img, layout) = snapper_image();
+    img.set_default_cli(layout.id(1));
+    img.unmount_all();
+    // The first mount is read-only, so the filesystem itself is read-only
+    // (as after an initrd that mounts the root `ro`).
+    let root = img.boot(SNAP1, true, None);
+    let line = BtrfsImage::mount_lines(root.to_str().unwrap()).join("\n");
+    let super_options = line
+        .split(" - ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').nth(2))
+        .unwrap_or_default();
+    assert!(super_options.starts_with("ro,"), "{line}");
+    let store = BtrfsSnapshots::new(Root::new(&root));
+
+    store.set_default(layout.id(2)).unwrap();
+
+    assert_eq!(img.default_cli(&root), layout.id(2));
+    img.unmount_all();
+    img.mount_top();
+    assert_eq!(img.default_cli(&img.top), layout.id(2));
+}
+
+#[test]
 fn set_default_refuses_what_is_not_a_subvolume() {
     let (mut img, layout) = snapper_image();
     img.set_default_cli(layout.id(1));
