@@ -161,7 +161,7 @@ fn every_channel_gets_the_alert() {
     assert_eq!(json, alert);
     assert_eq!(
         std::fs::read_to_string(&env).unwrap().trim(),
-        format!("Degraded {}", t.dir.path().display())
+        format!("degraded {}", t.dir.path().display())
     );
     // D-Bus signal
     let (member, summary, json) = signals.recv_timeout(Duration::from_secs(10)).unwrap();

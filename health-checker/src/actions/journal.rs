@@ -15,9 +15,19 @@ pub fn message_id_of(kind: AlertKind) -> &'static str {
     }
 }
 
-/// The name of an alert kind in fields, signals and hook environments:
-/// `Rollback`, `GrubFallback`, `Degraded`.
-pub fn kind_name(kind: AlertKind) -> &'static str {
+/// The name of an alert kind in the journal's `ALERT` field, the hooks'
+/// `HC_ALERT` and the JSON: `rollback`, `grub-fallback`, `degraded`.
+pub fn kind_str(kind: AlertKind) -> &'static str {
+    match kind {
+        AlertKind::Rollback => "rollback",
+        AlertKind::GrubFallback => "grub-fallback",
+        AlertKind::Degraded => "degraded",
+    }
+}
+
+/// The D-Bus signal name of an alert kind: `Rollback`, `GrubFallback`,
+/// `Degraded`.
+pub fn signal_name(kind: AlertKind) -> &'static str {
     match kind {
         AlertKind::Rollback => "Rollback",
         AlertKind::GrubFallback => "GrubFallback",
@@ -57,7 +67,7 @@ pub fn verdict_of(alert: &Alert) -> String {
 /// the fields under their own names).
 pub fn log(alert: &Alert) {
     let id = message_id_of(alert.kind);
-    let kind = kind_name(alert.kind);
+    let kind = kind_str(alert.kind);
     let snapshot = snapshot_of(alert);
     let verdict = verdict_of(alert);
     let details = alert.details.to_string();
@@ -127,8 +137,22 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("VERDICT=\"fail\""), "{out}");
-        assert!(out.contains("ALERT=\"Degraded\""), "{out}");
+        assert!(out.contains("ALERT=\"degraded\""), "{out}");
         assert!(out.contains("probe db failed"), "{out}");
+    }
+
+    #[test]
+    fn kind_names_match_the_json() {
+        for kind in [
+            AlertKind::Rollback,
+            AlertKind::GrubFallback,
+            AlertKind::Degraded,
+        ] {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::Value::String(kind_str(kind).into())
+            );
+        }
     }
 
     #[test]

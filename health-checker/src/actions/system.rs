@@ -88,7 +88,7 @@ impl SystemActions {
         };
         dbus::emit_alert(
             &conn,
-            journal::kind_name(alert.kind),
+            journal::signal_name(alert.kind),
             &motd::printable(&alert.summary),
             json,
         )
@@ -162,7 +162,7 @@ impl Actions for SystemActions {
         match hooks::run_all(
             &self.root,
             &s.alert_dir,
-            journal::kind_name(alert.kind),
+            journal::kind_str(alert.kind),
             json.as_bytes(),
             s.alert_timeout,
         ) {
