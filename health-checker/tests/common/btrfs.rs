@@ -207,27 +207,35 @@ impl BtrfsImage {
         self.write("@/usr/lib/os-release", "ID=test\nNAME=\"Test\"\n");
         self.write("@/etc/hostname", "test\n");
         let snaps = self.subvolume("@/.snapshots");
-        let mut numbered = Vec::new();
-        for &(n, description, read_only) in snapshots {
-            std::fs::create_dir_all(self.at_top(&format!("@/.snapshots/{n}"))).unwrap();
-            if let Some(d) = description {
-                self.write(
-                    &format!("@/.snapshots/{n}/info.xml"),
-                    &format!(
-                        "<?xml version=\"1.0\"?>\n<snapshot>\n  <type>single</type>\n  \
-                         <num>{n}</num>\n  <date>2024-01-01 00:00:00</date>\n  \
-                         <description>{d}</description>\n</snapshot>\n"
-                    ),
-                );
-            }
-            let id = self.snapshot("@", &format!("@/.snapshots/{n}/snapshot"), read_only);
-            numbered.push((n, id));
-        }
+        let numbered = snapshots
+            .iter()
+            .map(|&(n, description, read_only)| {
+                (n, self.snapper_snapshot(n, description, read_only))
+            })
+            .collect();
         Layout {
             at,
             snapshots: snaps,
             numbered,
         }
+    }
+
+    /// Add snapshot `n` of `@` in snapper's layout (`@/.snapshots/N/snapshot`,
+    /// with an `info.xml` holding `description` when given); returns its
+    /// subvolume ID. Needs [`Self::snapper_layout`] first.
+    pub fn snapper_snapshot(&self, n: u64, description: Option<&str>, read_only: bool) -> u64 {
+        std::fs::create_dir_all(self.at_top(&format!("@/.snapshots/{n}"))).unwrap();
+        if let Some(d) = description {
+            self.write(
+                &format!("@/.snapshots/{n}/info.xml"),
+                &format!(
+                    "<?xml version=\"1.0\"?>\n<snapshot>\n  <type>single</type>\n  \
+                     <num>{n}</num>\n  <date>2024-01-01 00:00:00</date>\n  \
+                     <description>{d}</description>\n</snapshot>\n"
+                ),
+            );
+        }
+        self.snapshot("@", &format!("@/.snapshots/{n}/snapshot"), read_only)
     }
 
     /// Mount subvolume `subvol` (path from the top level) at `at`,
