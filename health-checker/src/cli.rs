@@ -37,18 +37,18 @@ impl Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the version and exit.
-    Version,
+    /// Read and edit the boot environment (grub-editenv's jobs, crash-safe).
+    Bootenv(crate::bootenv::BootenvArgs),
+    /// Write manual pages and shell completions (used by `make install`).
+    #[command(hide = true)]
+    Generate(crate::generate::GenerateArgs),
 }
 
 /// Run a parsed command line; the returned code is the process's exit code.
 pub fn run(cli: Cli) -> anyhow::Result<Code> {
     let root = cli.global.root();
     match cli.command {
-        Command::Version => {
-            let _ = root;
-            println!("health-checker {}", env!("CARGO_PKG_VERSION"));
-            Ok(Code::Ok)
-        }
+        Command::Bootenv(args) => crate::bootenv::run(&root, args),
+        Command::Generate(args) => crate::generate::run(args),
     }
 }

@@ -7,10 +7,12 @@
 //! in tests on a temporary directory.
 
 pub mod actions;
+pub mod bootenv;
 pub mod cli;
 pub mod engine;
 pub mod exit;
 pub mod fsutil;
+pub mod generate;
 pub mod history;
 pub mod logging;
 pub mod paths;

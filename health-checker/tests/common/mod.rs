@@ -1,0 +1,7 @@
+//! Helpers shared by the integration tests. Each test file uses only some
+//! of them, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+pub mod btrfs;
+pub mod dbus;
+pub mod require;
