@@ -6,6 +6,7 @@
 pub mod bootstate;
 pub mod decide;
 pub mod grub;
+pub mod grubenv;
 pub mod run;
 pub mod transitions;
 mod work;
@@ -18,5 +19,6 @@ pub use decide::{
     decide, Action, BootVerdict, Decision, EarlyPhase, EngineConfig, Fallback, Inputs, Role,
 };
 pub use grub::{grub_choose, GrubChoice};
+pub use grubenv::GrubBootEnv;
 pub use run::{run_check, BootEnv, CheckOptions, CheckReport};
 pub use transitions::{arm, mark_bad, mark_good, ArmError};
