@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{self, Loaded};
@@ -109,6 +109,24 @@ impl State {
             .filter(|b| b.boot_id == boot_id)
             .and_then(|b| b.early)
     }
+}
+
+/// The kernel's ID of the running boot, which ties the phases of one boot
+/// together. Read from the running kernel even with `--root` (the phases of
+/// a boot run in that boot).
+pub fn current_boot_id() -> Result<String> {
+    const PATH: &str = "/proc/sys/kernel/random/boot_id";
+    let id = std::fs::read_to_string(PATH).with_context(|| format!("reading {PATH}"))?;
+    let id = id.trim();
+    anyhow::ensure!(!id.is_empty(), "{PATH} is empty");
+    Ok(id.to_owned())
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// `state.json` under a root.
@@ -240,6 +258,14 @@ mod tests {
         );
         assert_eq!(s.early_verdict("b2"), None);
         assert_eq!(s.boot.as_ref().unwrap().late, Some(Verdict::Pass));
+    }
+
+    #[test]
+    fn the_boot_id_is_read_from_the_kernel() {
+        let id = current_boot_id().expect("/proc/sys/kernel/random/boot_id readable");
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(current_boot_id().unwrap(), id, "stable within a boot");
+        assert!(unix_now() > 1_700_000_000);
     }
 
     #[test]

@@ -190,8 +190,17 @@ impl World {
         report: &PhaseReport,
         dry_run: bool,
     ) -> Result<health_checker::engine::CheckReport> {
+        self.check_with(&self.env, report, dry_run)
+    }
+
+    fn check_with(
+        &self,
+        env: &dyn BootEnv,
+        report: &PhaseReport,
+        dry_run: bool,
+    ) -> Result<health_checker::engine::CheckReport> {
         run_check(
-            &self.env,
+            env,
             &self.snaps,
             &self.actions,
             &self.history,
@@ -487,4 +496,26 @@ fn a_known_good_missing_from_the_store_is_never_rolled_back_to() {
     w.snaps.existing[0].id = 999;
     let r = w.check(&report(Phase::Late, false), false).unwrap();
     assert!(matches!(r.decision.action, Action::EnterDegraded { .. }));
+}
+
+#[test]
+fn a_rollback_through_the_real_grub_environment_store() {
+    use health_checker::engine::GrubBootEnv;
+    let w = World::new(&[], 2, 2);
+    let file = w._dir.path().join("grubenv");
+    let env = GrubBootEnv::new(grub_env::Store::for_file(&file));
+    let armed: Vec<_> = armed_t()
+        .into_iter()
+        .map(|(k, v)| (k, Some(v.to_string())))
+        .collect();
+    env.store(&armed).unwrap();
+    let r = w
+        .check_with(&env, &report(Phase::Late, false), false)
+        .unwrap();
+    assert!(matches!(r.decision.action, Action::RollBack { .. }));
+    let after = env.inner().load().unwrap().env;
+    assert_eq!(after.get("hc_trial"), None);
+    assert_eq!(after.get("hc_good"), Some("@/.snapshots/1/snapshot"));
+    assert_eq!(after.get("saved_entry"), Some("gnulinux"));
+    assert_eq!(w.log(), ["set-default 256", "alert Rollback", "reboot"]);
 }
