@@ -8,8 +8,10 @@
 
 pub mod actions;
 pub mod cli;
+pub mod config;
 pub mod exit;
 pub mod logging;
 pub mod paths;
 pub mod snapshots;
+pub mod toml_error;
 pub mod verdict;
