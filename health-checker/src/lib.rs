@@ -12,6 +12,8 @@ pub mod config;
 pub mod exit;
 pub mod logging;
 pub mod paths;
+pub mod probes;
 pub mod snapshots;
+pub mod systemd;
 pub mod toml_error;
 pub mod verdict;
