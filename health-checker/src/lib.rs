@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod exit;
 pub mod logging;
