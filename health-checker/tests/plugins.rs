@@ -371,3 +371,36 @@ fn duplicate_names_across_directories_are_errors() {
         "{dup:?}"
     );
 }
+
+#[test]
+fn the_shipped_default_plugins_are_valid() {
+    let t = TestRoot::new();
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&shipped).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".toml") {
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            t.vendor(name.trim_end_matches(".toml"), &text, None);
+            names.push(name.trim_end_matches(".toml").to_string());
+        }
+    }
+    names.sort();
+    assert_eq!(names, ["failed-units", "free-space", "root-mounts"]);
+    let found = discover(&t.root(), &t.load().probes);
+    assert!(found.broken.is_empty(), "{:#?}", found.broken);
+    let mut got: Vec<(String, Severity)> = found
+        .probes
+        .iter()
+        .map(|p| (p.name.clone(), p.severity))
+        .collect();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("failed-units".to_string(), Severity::Wanted),
+            ("free-space".to_string(), Severity::Wanted),
+            ("root-mounts".to_string(), Severity::Required),
+        ]
+    );
+}
