@@ -121,6 +121,9 @@ type UnitRow = (
 #[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
 impl Manager {
     fn load_unit(&self, name: &str) -> zbus::fdo::Result<OwnedObjectPath> {
+        if name == "hang.service" {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+        }
         if self.states.lock().unwrap().contains_key(name) {
             Ok(unit_path(name))
         } else {
@@ -386,4 +389,33 @@ fn a_units_plugin_needs_no_script() {
     fake.states.lock().unwrap().get_mut("db.service").unwrap().1 = "active".into();
     let r = health_checker::probes::run_phase(&t.root(), &t.load(), Phase::Late, &ctx);
     assert_eq!(r.verdict, Verdict::Pass, "{r:#?}");
+}
+
+#[test]
+fn a_hung_systemd_call_is_a_timeout_within_the_probes_limit() {
+    let fake = FakeSystemd::start(&units());
+    let t = TestRoot::new();
+    t.vendor(
+        "hangs",
+        &manifest(
+            "late",
+            "wanted",
+            "timeout = \"300ms\"\nunits = [\"hang.service\"]\n",
+        ),
+        None,
+    );
+    let ctx = ProbeContext {
+        bus: fake.addr(),
+        ..Default::default()
+    };
+    let start = std::time::Instant::now();
+    let r = health_checker::probes::run_phase(&t.root(), &t.load(), Phase::Late, &ctx);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let p = find(&r, "hangs");
+    assert_eq!(p.result, Outcome::Timeout);
+    assert_eq!(p.reason.as_deref(), Some("timed out after 300ms"));
 }

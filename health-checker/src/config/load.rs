@@ -239,6 +239,27 @@ mod tests {
     }
 
     #[test]
+    fn entries_list_every_key_with_its_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(
+            dir.path(),
+            "etc/health-checker/config.toml",
+            "[degraded]\nstop_services = [\"db.service\"]\n",
+        );
+        let l = load(&Root::new(dir.path())).unwrap();
+        let e = l.entries();
+        assert_eq!(e.len(), 20);
+        let (_, v, o) = e
+            .iter()
+            .find(|(k, ..)| k == "degraded.stop_services")
+            .unwrap();
+        assert_eq!(v.to_string(), "[\"db.service\"]");
+        assert_eq!(*o, Origin::File(a));
+        let (_, v, o) = e.iter().find(|(k, ..)| k == "boot.deadline").unwrap();
+        assert_eq!((v.to_string().as_str(), o), ("\"10min\"", &Origin::Default));
+    }
+
+    #[test]
     fn an_unreadable_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("etc/health-checker/config.toml")).unwrap();

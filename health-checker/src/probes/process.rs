@@ -62,6 +62,9 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
         output: String::new(),
         duration: start.elapsed(),
     };
+    if spec.argv.is_empty() {
+        return failed("empty command".into());
+    }
     let (reader, writer) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => return failed(format!("creating output pipe: {e}")),

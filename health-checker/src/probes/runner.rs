@@ -238,15 +238,10 @@ pub fn run_one(root: &Root, config: &Config, probe: &Probe, ctx: &ProbeContext) 
     let mut outcome = Outcome::Skip;
     let mut reason = None;
     for check in &probe.checks {
+        let left = probe.timeout.saturating_sub(start.elapsed());
         let part = match check {
-            Check::Units(names) => builtin::check_units(&ctx.bus, names),
-            Check::FailedUnits { ignore } => builtin::check_failed_units(&ctx.bus, ignore),
-            Check::Fstab => builtin::check_fstab(root, &ctx.mountinfo),
-            Check::MinFree(mf) => builtin::check_min_free(root, mf),
-            Check::Exec(argv) => {
-                let left = probe.timeout.saturating_sub(start.elapsed());
-                exec_part(root, config, probe, ctx, argv, left)
-            }
+            Check::Exec(argv) => exec_part(root, config, probe, ctx, argv, left),
+            builtin => builtin_part(root, ctx, builtin.clone(), probe.timeout, left),
         };
         output.push_str(&part.output);
         match part.outcome {
@@ -277,6 +272,47 @@ pub fn run_one(root: &Root, config: &Config, probe: &Probe, ctx: &ProbeContext) 
     };
     log(&result);
     result
+}
+
+/// Run a built-in check in a thread, so that a hung D-Bus call or a
+/// `statvfs` on a dead network filesystem cannot outlast the probe's timeout.
+/// A check still running at the timeout is left to finish on its own.
+fn builtin_part(
+    root: &Root,
+    ctx: &ProbeContext,
+    check: Check,
+    timeout: Duration,
+    left: Duration,
+) -> Part {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let root = root.clone();
+    let ctx = ctx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("builtin-check".into())
+        .spawn(move || {
+            let part = match &check {
+                Check::Units(names) => builtin::check_units(&ctx.bus, names),
+                Check::FailedUnits { ignore } => builtin::check_failed_units(&ctx.bus, ignore),
+                Check::Fstab => builtin::check_fstab(&root, &ctx.mountinfo),
+                Check::MinFree(mf) => builtin::check_min_free(&root, mf),
+                Check::Exec(_) => Part::error("internal error: not a built-in check".into()),
+            };
+            let _ = tx.send(part);
+        });
+    if let Err(e) = spawned {
+        return Part::error(format!("starting a built-in check: {e}"));
+    }
+    match rx.recv_timeout(left) {
+        Ok(part) => part,
+        Err(_) => Part {
+            outcome: Outcome::Timeout,
+            reason: Some(format!(
+                "timed out after {}",
+                crate::config::format_duration(timeout)
+            )),
+            output: String::new(),
+        },
+    }
 }
 
 fn exec_part(
