@@ -404,3 +404,24 @@ fn the_shipped_default_plugins_are_valid() {
         ]
     );
 }
+
+#[test]
+fn a_relative_exec_program_is_found_beside_the_manifest() {
+    let t = TestRoot::new();
+    t.script(
+        "usr/lib/health-checker/plugins.d/helpers/probe.sh",
+        "echo \"args: $*\"",
+    );
+    t.vendor(
+        "rel",
+        &manifest(
+            "late",
+            "required",
+            "exec = [\"helpers/probe.sh\", \"--quick\"]\n",
+        ),
+        None,
+    );
+    let r = t.run(Phase::Late);
+    assert_eq!(find(&r, "rel").result, Outcome::Pass, "{r:#?}");
+    assert_eq!(find(&r, "rel").output, "args: --quick\n");
+}
