@@ -34,7 +34,7 @@ fn parse_phase(s: &str) -> Result<Phase, String> {
 pub fn run(root: &Root, args: &CheckArgs) -> anyhow::Result<Code> {
     let report = check_phase(root, args.phase, &args.context.context());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{}", serde_json::to_string_pretty(&report_json(&report)?)?);
     } else {
         print_report(&report);
     }
@@ -42,6 +42,20 @@ pub fn run(root: &Root, args: &CheckArgs) -> anyhow::Result<Code> {
         Verdict::Pass => Code::Ok,
         Verdict::Fail => Code::BootFailed,
     })
+}
+
+/// The report as JSON, with `reason` present (null on a pass) for every
+/// probe so consumers need not guess.
+pub fn report_json(report: &PhaseReport) -> serde_json::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(report)?;
+    if let Some(probes) = v.get_mut("probes").and_then(|p| p.as_array_mut()) {
+        for p in probes {
+            if let Some(o) = p.as_object_mut() {
+                o.entry("reason").or_insert(serde_json::Value::Null);
+            }
+        }
+    }
+    Ok(v)
 }
 
 /// The report for people.
@@ -76,5 +90,35 @@ pub fn print_result(p: &ProbeResult) {
             p.name, p.duration_ms
         ),
         None => println!("{word:<7} {} ({severity}, {} ms)", p.name, p.duration_ms),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Severity;
+
+    #[test]
+    fn json_has_verdict_and_every_probe_field() {
+        let r = PhaseReport::new(
+            Phase::Late,
+            vec![ProbeResult {
+                name: "p".into(),
+                severity: Severity::Required,
+                result: Outcome::Pass,
+                duration_ms: 3,
+                reason: None,
+                output: "hi\n".into(),
+            }],
+        );
+        let v = report_json(&r).unwrap();
+        assert_eq!(v["verdict"], "pass");
+        assert_eq!(
+            v["probes"][0],
+            serde_json::json!({
+                "name": "p", "severity": "required", "result": "pass",
+                "duration_ms": 3, "reason": null, "output": "hi\n"
+            })
+        );
     }
 }
