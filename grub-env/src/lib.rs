@@ -1,1 +1,81 @@
-//! The GRUB environment block (placeholder while the crate is written).
+//! Read and write the GRUB environment block, so that a power cut at any
+//! instant leaves GRUB and us with either the old or the new environment.
+//!
+//! [`format`] is the block format itself, byte for byte what `grub-editenv`
+//! writes. [`Store`] keeps an environment crash-safely as two copies.
+//!
+//! # Why two copies
+//!
+//! `grub-editenv` truncates the file and writes it again in place: a power
+//! cut in between leaves an empty or half-written environment, and with it a
+//! device that no longer knows which snapshot to boot. GRUB's own `save_env`
+//! overwrites the file's sectors in place. A single file can therefore never
+//! be both what stock GRUB reads and safe against power loss; two copies
+//! can.
+//!
+//! # The scheme
+//!
+//! * **Two complete copies**: the *primary* (`grubenv`: what stock GRUB,
+//!   `grub-editenv` and every other tool read; it is always a valid
+//!   environment block in the standard format) and the *backup*
+//!   (`grubenv.bak` beside it). Both are ordinary environment blocks of the
+//!   same size.
+//! * **Sequence number and checksum** in each copy: `hc_seq` counts writes;
+//!   `hc_sum` is a CRC-32 over our keys (`hc_*`) except the ones GRUB
+//!   itself writes with `save_env` (`hc_tries`, `hc_fallback`, `hc_booted`)
+//!   and except `hc_sum`. Keys of other tools (`saved_entry`, `next_entry`,
+//!   `boot_success`, ...) are not covered either, so GRUB's in-place writes
+//!   and `grub-editenv set` by other tools never invalidate a copy; the
+//!   checksum catches a copy whose state keys are stale or mixed.
+//! * **Writing** (userspace, [`Store::update`]), under an exclusive `flock`
+//!   on the directory so concurrent writers cannot lose updates:
+//!   1. read the current environment (below) and apply the change;
+//!   2. stamp it with `hc_seq = old + 1` and its checksum;
+//!   3. write the **primary**: temporary file `grubenv.tmp`, write, fsync,
+//!      rename over `grubenv`, fsync the directory;
+//!   4. write the **backup** the same way.
+//!
+//!   Each rename replaces a complete, synced file, so no file is ever seen
+//!   half-written by a reader on a journalling file system; on FAT (the EFI
+//!   system partition), where a crash inside a rename can lose the name,
+//!   the other copy is still complete.
+//! * **Reading** ([`Store::load`]): a copy is valid when it parses strictly
+//!   (header, `key=value` lines, `#` padding, whole sectors) and its
+//!   checksum matches (a copy without `hc_seq` was never written by us and
+//!   counts as sequence 0). Take the valid copy with the higher sequence
+//!   number, the **primary on a tie** (GRUB writes its counters into the
+//!   primary, so on a tie the primary is the newer). No valid copy at all
+//!   is an error, never an empty environment.
+//! * **GRUB** (the snippet under `grub/`): `load_env` the primary; if that
+//!   fails or leaves `hc_seq` empty, `load_env` the backup instead; when it
+//!   saves its counters, it saves them into the copy it loaded.
+//!
+//! Why the primary first: a crash before the primary's rename leaves both
+//! copies old, and both readers agree on the old state; a crash after it
+//! leaves the primary new and the backup old, and both readers take the
+//! primary, the new state. Writing the backup first would leave a window
+//! in which GRUB reads the old primary while we read the new backup.
+//!
+//! GRUB's own `save_env` writes the whole block in place, sector by sector.
+//! Our entries stay far below 512 bytes, so they sit in the first sector and
+//! a torn write of the padding sector changes nothing; sector writes are
+//! atomic on the devices this targets.
+//!
+//! The test `tests/fault_injection.rs` stops the writer after every step,
+//! and for each stop enumerates what a power cut could leave on disk (synced
+//! and unsynced data, durable and lost renames), then checks that both our
+//! reader and a model of GRUB's read the old or the new environment.
+//!
+//! # The btrfs reserved-area block
+//!
+//! openSUSE's patched GRUB reads and writes a 512-byte block at byte
+//! 256 KiB of the btrfs device (`env_block=512+1`). [`Location::Block`]
+//! writes such a block in place; the backup of that pair is a file.
+
+pub mod format;
+pub mod fs;
+mod store;
+
+pub use format::{Env, FormatError};
+pub use fs::{Fs, Location, LockGuard, RealFs};
+pub use store::{tmp_path, CopyProblem, Error, Integrity, Loaded, Source, Store};

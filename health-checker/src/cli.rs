@@ -37,8 +37,11 @@ impl Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Print the version and exit.
-    Version,
+    /// Read and edit the boot environment (grub-editenv's jobs, crash-safe).
+    Bootenv(crate::bootenv::BootenvArgs),
+    /// Write manual pages and shell completions (used by `make install`).
+    #[command(hide = true)]
+    Generate(crate::generate::GenerateArgs),
     /// Run the probes of a phase and print the verdict.
     Check(crate::commands::check::CheckArgs),
     /// List the probes or run one by hand.
@@ -62,11 +65,8 @@ pub enum ProbesCommand {
 pub fn run(cli: Cli) -> anyhow::Result<Code> {
     let root = cli.global.root();
     match cli.command {
-        Command::Version => {
-            let _ = root;
-            println!("health-checker {}", env!("CARGO_PKG_VERSION"));
-            Ok(Code::Ok)
-        }
+        Command::Bootenv(args) => crate::bootenv::run(&root, args),
+        Command::Generate(args) => crate::generate::run(args),
         Command::Check(args) => crate::commands::check::run(&root, &args),
         Command::Probes(ProbesCommand::List(args)) => {
             crate::commands::probes_list::run(&root, &args)

@@ -7,10 +7,12 @@
 //! in tests on a temporary directory.
 
 pub mod actions;
+pub mod bootenv;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod exit;
+pub mod generate;
 pub mod logging;
 pub mod paths;
 pub mod probes;

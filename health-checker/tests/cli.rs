@@ -1,12 +1,12 @@
 //! The probe subcommands through the command-line definition: exit codes
 //! for passes, failures, unknown probes and bad configuration.
 
-mod common;
+mod probe_root;
 
 use clap::Parser;
-use common::{manifest, TestRoot};
 use health_checker::cli::{run, Cli};
 use health_checker::exit::{code_for, Code};
+use probe_root::{manifest, TestRoot};
 
 fn cli(t: &TestRoot, args: &[&str]) -> Result<Code, anyhow::Error> {
     let root = t.path().to_string_lossy().into_owned();

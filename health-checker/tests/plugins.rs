@@ -1,13 +1,13 @@
 //! Plugin discovery, override and mask, legacy directories, severities,
 //! the skip code, safety refusals and malformed files, on temporary roots.
 
-mod common;
+mod probe_root;
 
 use std::os::unix::fs::PermissionsExt;
 
-use common::{find, is_root, manifest, TestRoot};
 use health_checker::probes::{discover, Kind};
 use health_checker::verdict::{Outcome, Phase, Severity, Verdict};
+use probe_root::{find, is_root, manifest, TestRoot};
 
 #[test]
 fn admin_file_replaces_vendor_file_and_dev_null_masks() {

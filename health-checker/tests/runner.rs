@@ -2,12 +2,12 @@
 //! children left behind, output floods, processes escaping the group,
 //! `after` ordering and cycles, the parallelism bound.
 
-mod common;
+mod probe_root;
 
 use std::time::{Duration, Instant};
 
-use common::{find, manifest, TestRoot};
 use health_checker::verdict::{Outcome, Phase, Severity, Verdict};
+use probe_root::{find, manifest, TestRoot};
 
 /// Live (non-zombie) processes whose process group is `pgid`.
 fn group_members(pgid: i32) -> Vec<i32> {

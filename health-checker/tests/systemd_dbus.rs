@@ -1,84 +1,20 @@
 //! The systemd client and the built-in unit probes against a fake
-//! `org.freedesktop.systemd1` served on a private `dbus-daemon`.
+//! `org.freedesktop.systemd1` served on a private `dbus-daemon` (a missing
+//! `dbus-daemon` fails the tests, naming the package).
 
 mod common;
+mod probe_root;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::{find, manifest, TestRoot};
+use common::dbus::PrivateBus;
 use health_checker::probes::builtin::{check_failed_units, check_units};
 use health_checker::probes::ProbeContext;
 use health_checker::systemd::{Bus, Systemd};
 use health_checker::verdict::{Outcome, Phase, Verdict};
+use probe_root::{find, manifest, TestRoot};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath};
-
-/// A private bus: `dbus-daemon` with a minimal configuration in a temporary
-/// directory. Killed on drop.
-struct PrivateBus {
-    daemon: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateBus {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("bus.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={}/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"#,
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        let mut daemon = match Command::new("dbus-daemon")
-            .arg(format!("--config-file={}", conf.display()))
-            .arg("--print-address")
-            .arg("--nofork")
-            .stdout(Stdio::piped())
-            .spawn()
-        {
-            Ok(d) => d,
-            Err(e) => panic!(
-                "dbus-daemon is needed for the systemd D-Bus tests (Debian package `dbus`): {e}"
-            ),
-        };
-        let mut line = String::new();
-        BufReader::new(daemon.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let address = line.trim().to_string();
-        assert!(address.starts_with("unix:"), "dbus-daemon printed {line:?}");
-        PrivateBus {
-            daemon,
-            address,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for PrivateBus {
-    fn drop(&mut self) {
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-    }
-}
 
 type States = Arc<Mutex<BTreeMap<String, (String, String, String)>>>;
 

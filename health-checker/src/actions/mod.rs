@@ -1,7 +1,19 @@
 //! What the checker does to the system once it has decided: reboot, stop
 //! services, alert. The trait is the seam the engine uses; the real
 //! implementation (systemd over D-Bus, motd, wall, hooks, journal, D-Bus
-//! signal) lives beside it.
+//! signal) is [`SystemActions`], in the modules beside it.
+
+pub mod dbus;
+pub mod hooks;
+pub mod journal;
+pub mod motd;
+pub mod run;
+pub mod settings;
+pub mod system;
+pub mod wall;
+
+pub use settings::{ActionSettings, Bus};
+pub use system::{AlertFailures, StopFailures, SystemActions};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +36,10 @@ pub struct Alert {
     /// One line for people: what happened and what to do.
     pub summary: String,
     /// The full record (verdict, probes, snapshots) as JSON; alert hooks get
-    /// it on standard input.
+    /// the whole alert on standard input. The journal entry takes its
+    /// `SNAPSHOT` field from `snapshot` (a path, or an object with a `path`)
+    /// and its `VERDICT` field from `verdict` (a string, or an object with a
+    /// `verdict`), when present.
     pub details: serde_json::Value,
 }
 

@@ -1,6 +1,15 @@
 //! The snapshot store: which btrfs subvolume is booted, which is the default,
 //! and changing the default. The trait is the seam the engine uses; the
-//! real implementation (libbtrfsutil on a mounted btrfs) lives beside it.
+//! real implementation ([`btrfs::BtrfsSnapshots`], libbtrfsutil on a
+//! mounted btrfs) lives beside it.
+
+pub mod btrfs;
+mod ffi;
+pub mod mountinfo;
+pub mod snapper;
+mod topmount;
+
+pub use btrfs::BtrfsSnapshots;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,103 @@
+# health-checker: build, test, install, demo.
+#   make test      everything CI runs: dependencies, fmt, clippy, unit,
+#                  integration (real btrfs on loop devices), VM boot tests
+#   make install DESTDIR=... PREFIX=/usr
+#   make demo      a real VM takes a good update and rolls back a bad one
+
+CARGO ?= cargo
+PREFIX ?= /usr
+DESTDIR ?=
+SYSCONFDIR ?= /etc
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+UNITDIR ?= $(LIBDIR)/systemd/system
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+BIN ?= $(TARGET_DIR)/release/health-checker
+INSTALL ?= install
+
+.PHONY: all build deps vm-deps test test-unit lint bench install uninstall check-install
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace
+
+deps:
+	scripts/install-deps
+
+vm-deps:
+	scripts/install-deps --vm
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test-unit: deps
+	$(CARGO) test --workspace
+
+test: lint test-unit
+
+bench: deps
+	$(CARGO) bench -p grub-env --bench env_io
+
+# Everything a distribution package would ship, at the paths it would use.
+UNITS := health-checker-early.service health-checker-late.service \
+         health-checker-deadline.service health-checker-arm-on-shutdown.service \
+         health-checker-dbus.service
+DBUS_NAME := io.github.healthchecker.HealthChecker1
+
+install: $(BIN)
+	$(INSTALL) -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/health-checker
+	$(INSTALL) -d $(DESTDIR)$(UNITDIR)
+	for u in $(UNITS); do \
+	    sed 's|/usr/bin/health-checker|$(BINDIR)/health-checker|g' systemd-units/$$u \
+	        > $(DESTDIR)$(UNITDIR)/$$u && chmod 0644 $(DESTDIR)$(UNITDIR)/$$u || exit 1; \
+	done
+	$(INSTALL) -D -m 0644 systemd-units/health-checker.tmpfiles $(DESTDIR)$(LIBDIR)/tmpfiles.d/health-checker.conf
+	$(INSTALL) -D -m 0644 systemd-units/health-checker.catalog $(DESTDIR)$(LIBDIR)/systemd/catalog/health-checker.catalog
+	$(INSTALL) -D -m 0644 systemd-units/$(DBUS_NAME).conf $(DESTDIR)$(DATADIR)/dbus-1/system.d/$(DBUS_NAME).conf
+	$(INSTALL) -d $(DESTDIR)$(DATADIR)/dbus-1/system-services
+	sed 's|/usr/bin/health-checker|$(BINDIR)/health-checker|g' systemd-units/$(DBUS_NAME).service \
+	    > $(DESTDIR)$(DATADIR)/dbus-1/system-services/$(DBUS_NAME).service
+	chmod 0644 $(DESTDIR)$(DATADIR)/dbus-1/system-services/$(DBUS_NAME).service
+	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/health-checker/plugins.d
+	for f in plugins/*; do [ -f "$$f" ] || continue; \
+	    if [ -x "$$f" ]; then m=0755; else m=0644; fi; \
+	    $(INSTALL) -m $$m "$$f" $(DESTDIR)$(LIBDIR)/health-checker/plugins.d/ || exit 1; done
+	$(INSTALL) -D -m 0644 config/config.toml $(DESTDIR)$(LIBDIR)/health-checker/config.toml
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/health-checker/plugins.d $(DESTDIR)$(SYSCONFDIR)/health-checker/config.d $(DESTDIR)$(SYSCONFDIR)/health-checker/alert.d
+	for f in grub/[0-9][0-9]_*; do [ -f "$$f" ] || continue; \
+	    $(INSTALL) -D -m 0755 "$$f" $(DESTDIR)$(SYSCONFDIR)/grub.d/$$(basename $$f) || exit 1; done
+	$(INSTALL) -d $(DESTDIR)$(MANDIR)/man8
+	$(BIN) generate --man $(DESTDIR)$(MANDIR)/man8 --completions $(DESTDIR)$(DATADIR)/health-checker-completions
+	$(INSTALL) -D -m 0644 $(DESTDIR)$(DATADIR)/health-checker-completions/bash/health-checker.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/health-checker
+	$(INSTALL) -D -m 0644 $(DESTDIR)$(DATADIR)/health-checker-completions/zsh/_health-checker $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_health-checker
+	$(INSTALL) -D -m 0644 $(DESTDIR)$(DATADIR)/health-checker-completions/fish/health-checker.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/health-checker.fish
+	rm -rf $(DESTDIR)$(DATADIR)/health-checker-completions
+	$(INSTALL) -D -m 0644 README.md $(DESTDIR)$(DATADIR)/doc/health-checker/README.md
+	for f in docs/*.md; do $(INSTALL) -m 0644 "$$f" $(DESTDIR)$(DATADIR)/doc/health-checker/ || exit 1; done
+
+$(BIN):
+	$(CARGO) build --release -p health-checker
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/health-checker
+	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
+	rm -f $(DESTDIR)$(LIBDIR)/tmpfiles.d/health-checker.conf
+	rm -f $(DESTDIR)$(LIBDIR)/systemd/catalog/health-checker.catalog
+	rm -f $(DESTDIR)$(DATADIR)/dbus-1/system.d/$(DBUS_NAME).conf
+	rm -f $(DESTDIR)$(DATADIR)/dbus-1/system-services/$(DBUS_NAME).service
+	rm -rf $(DESTDIR)$(LIBDIR)/health-checker
+	for f in grub/[0-9][0-9]_*; do [ -f "$$f" ] || continue; rm -f $(DESTDIR)$(SYSCONFDIR)/grub.d/$$(basename $$f); done
+	rm -f $(DESTDIR)$(MANDIR)/man8/health-checker.8 $(DESTDIR)$(MANDIR)/man8/health-checker-*.8
+	rm -f $(DESTDIR)$(DATADIR)/bash-completion/completions/health-checker
+	rm -f $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_health-checker
+	rm -f $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/health-checker.fish
+	rm -rf $(DESTDIR)$(DATADIR)/doc/health-checker
+	@echo "left in place: $(SYSCONFDIR)/health-checker (admin configuration) and /var/lib/health-checker (history)"
+
+# The install layout and the units, checked: tests/install/check.
+check-install: $(BIN)
+	tests/install/check

@@ -1,0 +1,14 @@
+//! Any bytes: parsing never panics, and whatever parses writes back to the
+//! same bytes' meaning (a parsed environment re-serialises and re-parses to
+//! itself).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(env) = grub_env::Env::parse(data) {
+        let bytes = env.to_bytes().expect("a parsed block fits its own size");
+        let again = grub_env::Env::parse(&bytes).expect("our output parses");
+        assert_eq!(again, env);
+    }
+});

@@ -1,0 +1,161 @@
+//! The login message: `/run/motd.d/health-checker`.
+//!
+//! `pam_motd` (Debian, Fedora, openSUSE) shows every file of `/run/motd.d`,
+//! `/etc/motd.d` and `/usr/lib/motd.d` at login, as do systemd's and most
+//! distributions' motd helpers. We write the volatile `/run/motd.d`: the
+//! message belongs to this boot (a repaired system does not keep showing
+//! it), and `/etc` is inside the snapshot, possibly read-only and undone by
+//! the next rollback. An admin who wants a lasting message can copy it to
+//! `/etc/motd.d/` from an alert hook.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::{Alert, AlertKind};
+use crate::paths::Root;
+
+/// The message file, as seen inside the system.
+pub const MOTD_FILE: &str = "/run/motd.d/health-checker";
+
+/// What the message says.
+pub fn render(alert: &Alert) -> String {
+    let headline = match alert.kind {
+        AlertKind::Rollback => "the last update failed its boot checks and was rolled back",
+        AlertKind::GrubFallback => {
+            "a new snapshot never finished booting; GRUB went back to the known-good one"
+        }
+        AlertKind::Degraded => "DEGRADED MODE: this system failed its boot checks",
+    };
+    format!(
+        "\n*** health-checker: {headline} ***\n{}\nRun `health-checker status` for details.\n\n",
+        printable(&alert.summary)
+    )
+}
+
+/// `text` without control characters (except newlines and tabs), so that a
+/// summary quoting a probe's output cannot send escape sequences to
+/// terminals.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Write the message under `root`, atomically: a reader sees the old file or
+/// the new one, never part of one.
+pub fn write(root: &Root, alert: &Alert) -> anyhow::Result<PathBuf> {
+    let path = root.join(MOTD_FILE);
+    write_atomic(&path, render(alert).as_bytes())?;
+    Ok(path)
+}
+
+/// Remove the message (the system is healthy again). No message is fine.
+pub fn clear(root: &Root) -> anyhow::Result<()> {
+    let path = root.join(MOTD_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+    }
+}
+
+/// Temporary file in the same directory, fsync, rename, fsync of the
+/// directory.
+fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path
+        .parent()
+        .with_context(|| format!("{} has no parent directory", path.display()))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(data)
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("syncing directory {}", dir.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(summary: &str) -> Alert {
+        Alert {
+            kind: AlertKind::Degraded,
+            summary: summary.into(),
+            details: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn the_message_is_written_and_replaced_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let p = write(&root, &alert("probe db failed")).unwrap();
+        assert_eq!(p, dir.path().join("run/motd.d/health-checker"));
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(text.contains("DEGRADED MODE"), "{text}");
+        assert!(text.contains("probe db failed"), "{text}");
+
+        write(&root, &alert("second")).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains("second") && !text.contains("probe db"),
+            "{text}"
+        );
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["health-checker"], "no temporary file left");
+
+        clear(&root).unwrap();
+        assert!(!p.exists());
+        clear(&root).unwrap();
+    }
+
+    #[test]
+    fn control_characters_do_not_reach_terminals() {
+        assert_eq!(printable("a\x1b[2Jb\nc\td\r"), "a?[2Jb\nc\td?");
+    }
+
+    #[test]
+    fn an_unwritable_place_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // `run` is a file, so `run/motd.d` cannot be made.
+        std::fs::write(dir.path().join("run"), "").unwrap();
+        let err = write(&Root::new(dir.path()), &alert("x")).unwrap_err();
+        assert!(format!("{err:#}").contains("run/motd.d"), "{err:#}");
+    }
+}

@@ -1,0 +1,196 @@
+//! [`SystemActions`]: the real [`Actions`], on the machine (or the bus)
+//! its settings name.
+
+use anyhow::{bail, Context};
+
+use super::settings::{ActionSettings, Bus};
+use super::{dbus, hooks, journal, motd, wall, Actions, Alert};
+use crate::paths::Root;
+
+/// The mode of the reboot job: nothing queued later may cancel it.
+pub const REBOOT_MODE: &str = "replace-irreversibly";
+/// The mode of stop jobs.
+pub const STOP_MODE: &str = "replace";
+/// The unit a clean reboot starts.
+pub const REBOOT_TARGET: &str = "reboot.target";
+
+/// Reboot, stop units and alert through systemd, files and programs.
+#[derive(Debug, Clone)]
+pub struct SystemActions {
+    root: Root,
+    settings: ActionSettings,
+}
+
+/// The alert channels that failed, each with its error; the others worked.
+#[derive(Debug, thiserror::Error)]
+#[error("{} of {tried} alert channels failed: {}", failures.len(), describe(failures))]
+pub struct AlertFailures {
+    /// How many channels were tried.
+    pub tried: usize,
+    /// `(channel, error)`; a channel is `motd`, `wall`, `dbus` or
+    /// `hook PATH`.
+    pub failures: Vec<(String, anyhow::Error)>,
+}
+
+fn describe(failures: &[(String, anyhow::Error)]) -> String {
+    failures
+        .iter()
+        .map(|(c, e)| format!("{c}: {}", crate::exit::chain(e)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The units that could not be stopped, each with its error; the others
+/// were stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("could not stop {} of {tried} units: {}", failures.len(), describe(failures))]
+pub struct StopFailures {
+    /// How many units were asked to stop.
+    pub tried: usize,
+    /// `(unit, error)`.
+    pub failures: Vec<(String, anyhow::Error)>,
+}
+
+impl SystemActions {
+    /// Actions for the system at `root` with these settings.
+    pub fn new(root: Root, settings: ActionSettings) -> Self {
+        SystemActions { root, settings }
+    }
+
+    /// The settings in use.
+    pub fn settings(&self) -> &ActionSettings {
+        &self.settings
+    }
+
+    /// Refuse to act on the host's systemd for a system that is not the
+    /// host (`--root` on an image): its failure is no reason to reboot us.
+    fn check_host(&self, action: &str) -> anyhow::Result<()> {
+        if self.settings.bus == Bus::System && !self.root.is_host() {
+            bail!(
+                "refusing to {action} this machine for the system at {}, which is not the running system",
+                self.root.dir().display()
+            );
+        }
+        Ok(())
+    }
+
+    fn signal(&self, alert: &Alert, json: &str) -> anyhow::Result<()> {
+        let conn = match &self.settings.bus {
+            Bus::Address(a) => dbus::connect_address(a)?,
+            Bus::System => match dbus::connect_system() {
+                Ok(c) => c,
+                Err(e) if dbus::is_absent(&e) => {
+                    tracing::info!("no D-Bus system bus here; alert signal not sent: {e:#}");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        dbus::emit_alert(
+            &conn,
+            journal::signal_name(alert.kind),
+            &motd::printable(&alert.summary),
+            json,
+        )
+    }
+}
+
+impl Actions for SystemActions {
+    fn reboot(&self, why: &str) -> anyhow::Result<()> {
+        if self.settings.no_reboot {
+            tracing::warn!("not rebooting (no_reboot is set); the reboot was for: {why}");
+            return Ok(());
+        }
+        self.check_host("reboot")?;
+        tracing::warn!("rebooting: {why}");
+        let conn = dbus::connect_systemd(&self.settings.bus)
+            .context("cannot ask systemd to reboot (not rebooting any other way)")?;
+        let job = dbus::start_unit(&conn, REBOOT_TARGET, REBOOT_MODE)
+            .context("asking systemd to reboot")?;
+        tracing::info!("reboot queued as {}", job.as_str());
+        Ok(())
+    }
+
+    fn stop_units(&self, units: &[String]) -> anyhow::Result<()> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        self.check_host("stop units of")?;
+        let conn = dbus::connect_systemd(&self.settings.bus)
+            .with_context(|| format!("cannot ask systemd to stop {}", units.join(", ")))?;
+        let mut failures = Vec::new();
+        for unit in units {
+            match dbus::stop_unit(&conn, unit, STOP_MODE) {
+                Ok(job) => tracing::info!(UNIT = unit.as_str(), "stop queued as {}", job.as_str()),
+                Err(e) => {
+                    tracing::error!(UNIT = unit.as_str(), "{e:#}");
+                    failures.push((unit.clone(), e));
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(StopFailures {
+                tried: units.len(),
+                failures,
+            }
+            .into())
+        }
+    }
+
+    fn alert(&self, alert: &Alert) -> anyhow::Result<()> {
+        let s = &self.settings;
+        // The journal first: it cannot fail, and it is the record.
+        journal::log(alert);
+        let json = serde_json::to_string(alert).context("encoding the alert as JSON")?;
+
+        let mut tried = 1;
+        let mut failures: Vec<(String, anyhow::Error)> = Vec::new();
+        if s.motd {
+            tried += 1;
+            if let Err(e) = motd::write(&self.root, alert) {
+                failures.push(("motd".into(), e));
+            }
+        }
+        if s.wall {
+            tried += 1;
+            if let Err(e) = wall::broadcast(&s.wall_program, alert, s.alert_timeout) {
+                failures.push(("wall".into(), e));
+            }
+        }
+        match hooks::run_all(
+            &self.root,
+            &s.alert_dir,
+            journal::kind_str(alert.kind),
+            json.as_bytes(),
+            s.alert_timeout,
+        ) {
+            Ok(report) => {
+                for (hook, outcome) in report.hooks {
+                    tried += 1;
+                    if let Err(e) = outcome {
+                        failures.push((format!("hook {}", hook.display()), e));
+                    }
+                }
+            }
+            Err(e) => {
+                tried += 1;
+                failures.push(("hooks".into(), e));
+            }
+        }
+        tried += 1;
+        if let Err(e) = self.signal(alert, &json) {
+            failures.push(("dbus".into(), e));
+        }
+
+        for (channel, e) in &failures {
+            tracing::error!(CHANNEL = channel.as_str(), "alert channel failed: {e:#}");
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(AlertFailures { tried, failures }.into())
+        }
+    }
+}

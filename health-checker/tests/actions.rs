@@ -1,0 +1,571 @@
+//! The real system actions against a temporary root and a private D-Bus
+//! bus: the login message, `wall`, alert hooks (input, time limit, security),
+//! the D-Bus signal, and reboot / stop through a fake systemd. Needs
+//! `dbus-daemon`; fails (does not skip) without it.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::dbus::PrivateBus;
+use health_checker::actions::dbus::{HC_INTERFACE, HC_PATH};
+use health_checker::actions::{
+    ActionSettings, Actions, Alert, AlertFailures, AlertKind, Bus, StopFailures, SystemActions,
+};
+use health_checker::paths::Root;
+use zbus::blocking::connection::Builder;
+use zbus::zvariant::OwnedObjectPath;
+
+/// A system root in a temporary directory, with an alert hook directory.
+struct TestRoot {
+    dir: tempfile::TempDir,
+}
+
+impl TestRoot {
+    fn new() -> Self {
+        common::require::root("alert hook ownership checks");
+        let dir = tempfile::tempdir().unwrap();
+        let t = TestRoot { dir };
+        std::fs::create_dir_all(t.hooks()).unwrap();
+        set_mode(&t.hooks(), 0o755);
+        t
+    }
+
+    fn root(&self) -> Root {
+        Root::new(self.dir.path())
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn hooks(&self) -> PathBuf {
+        self.path("etc/health-checker/alert.d")
+    }
+
+    /// A hook script `name` with `body` (after the shebang) and `mode`.
+    fn hook(&self, name: &str, body: &str, mode: u32) -> PathBuf {
+        let p = self.hooks().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        set_mode(&p, mode);
+        p
+    }
+
+    fn actions(&self, settings: ActionSettings) -> SystemActions {
+        SystemActions::new(self.root(), settings)
+    }
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Settings for tests: everything on the private bus, `wall` replaced by
+/// `wall` (a script when given), a short time limit.
+fn settings(bus: &PrivateBus, wall: Option<&Path>) -> ActionSettings {
+    ActionSettings {
+        no_reboot: false,
+        motd: true,
+        wall: wall.is_some(),
+        alert_dir: PathBuf::from("/etc/health-checker/alert.d"),
+        alert_timeout: Duration::from_secs(10),
+        bus: Bus::Address(bus.address.clone()),
+        wall_program: wall.map(Path::to_path_buf).unwrap_or_default(),
+    }
+}
+
+fn degraded() -> Alert {
+    Alert {
+        kind: AlertKind::Degraded,
+        summary: "required probe db failed on known-good snapshot 1".into(),
+        details: serde_json::json!({
+            "snapshot": {"id": 258, "path": "@/.snapshots/1/snapshot"},
+            "verdict": "fail",
+            "probes": [{"name": "db", "result": "fail"}],
+        }),
+    }
+}
+
+fn failures(err: anyhow::Error) -> AlertFailures {
+    err.downcast::<AlertFailures>()
+        .unwrap_or_else(|e| panic!("not an AlertFailures: {e:#}"))
+}
+
+/// Listen for our alert signals on `bus`; the first arrives on the channel
+/// as `(member, summary, json)`.
+fn listen(bus: &PrivateBus) -> mpsc::Receiver<(String, String, String)> {
+    let conn = Builder::address(bus.address.as_str())
+        .unwrap()
+        .build()
+        .unwrap();
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .interface(HC_INTERFACE)
+        .unwrap()
+        .build();
+    let iter = zbus::blocking::MessageIterator::for_match_rule(rule, &conn, Some(16)).unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _keep = conn;
+        for msg in iter {
+            let Ok(msg) = msg else { continue };
+            let header = msg.header();
+            assert_eq!(header.path().map(|p| p.as_str()), Some(HC_PATH));
+            let member = header.member().map(|m| m.to_string()).unwrap_or_default();
+            let (summary, json): (String, String) = msg.body().deserialize().unwrap();
+            let _ = tx.send((member, summary, json));
+        }
+    });
+    rx
+}
+
+#[test]
+fn every_channel_gets_the_alert() {
+    let bus = PrivateBus::start();
+    let t = TestRoot::new();
+    let signals = listen(&bus);
+    let got = t.path("hook-input.json");
+    let env = t.path("hook-env");
+    t.hook(
+        "10-record",
+        &format!(
+            "cat > {}\necho \"$HC_ALERT $HC_ROOT\" > {}",
+            got.display(),
+            env.display()
+        ),
+        0o755,
+    );
+    let wall_out = t.path("wall-input");
+    let wall = t.path("fake-wall");
+    std::fs::write(&wall, format!("#!/bin/sh\ncat > {}\n", wall_out.display())).unwrap();
+    set_mode(&wall, 0o755);
+
+    let alert = degraded();
+    t.actions(settings(&bus, Some(&wall)))
+        .alert(&alert)
+        .unwrap();
+
+    // motd
+    let motd = std::fs::read_to_string(t.path("run/motd.d/health-checker")).unwrap();
+    assert!(motd.contains("DEGRADED MODE"), "{motd}");
+    assert!(motd.contains(&alert.summary), "{motd}");
+    assert!(motd.contains("health-checker status"), "{motd}");
+    // wall
+    let walled = std::fs::read_to_string(&wall_out).unwrap();
+    assert!(walled.contains(&alert.summary), "{walled}");
+    // hook: the alert as JSON on stdin, kind and root in the environment
+    let json: Alert = serde_json::from_str(&std::fs::read_to_string(&got).unwrap()).unwrap();
+    assert_eq!(json, alert);
+    assert_eq!(
+        std::fs::read_to_string(&env).unwrap().trim(),
+        format!("degraded {}", t.dir.path().display())
+    );
+    // D-Bus signal
+    let (member, summary, json) = signals.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(member, "Degraded");
+    assert_eq!(summary, alert.summary);
+    assert_eq!(serde_json::from_str::<Alert>(&json).unwrap(), alert);
+}
+
+#[test]
+fn disabled_channels_are_not_used() {
+    let bus = PrivateBus::start();
+    let t = TestRoot::new();
+    let mut s = settings(&bus, None);
+    s.motd = false;
+    s.wall = false;
+    t.actions(s).alert(&degraded()).unwrap();
+    assert!(!t.path("run/motd.d").exists());
+}
+
+#[test]
+fn a_hook_that_hangs_is_killed_at_the_timeout_and_the_next_still_runs() {
+    let bus = PrivateBus::start();
+    let t = TestRoot::new();
+    let (hook_pid, child_pid, after) = (t.path("hook.pid"), t.path("child.pid"), t.path("after"));
+    t.hook(
+        "10-hang",
+        &format!(
+            "sleep 1000 &\necho $! > {}\necho $$ > {}\nwait",
+            child_pid.display(),
+            hook_pid.display()
+        ),
+        0o755,
+    );
+    t.hook("20-after", &format!("touch {}", after.display()), 0o755);
+    let mut s = settings(&bus, None);
+    s.alert_timeout = Duration::from_secs(1);
+
+    let started = Instant::now();
+    let err = failures(t.actions(s).alert(&degraded()).unwrap_err());
+    let elapsed = started.elapsed();
+
+    assert_eq!(err.failures.len(), 1, "{err}");
+    let (channel, e) = &err.failures[0];
+    assert!(channel.ends_with("alert.d/10-hang"), "{channel}");
+    assert!(
+        format!("{e:#}").contains("did not finish within 1s"),
+        "{e:#}"
+    );
+    assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
+    assert!(after.exists(), "the hook after the hanging one did not run");
+    for pidfile in [&hook_pid, &child_pid] {
+        let pid = std::fs::read_to_string(pidfile).unwrap();
+        assert!(
+            gone_or_zombie(pid.trim()),
+            "process {} from {} still runs",
+            pid.trim(),
+            pidfile.display()
+        );
+    }
+}
+
+/// Whether process `pid` has ended (reaped, or a zombie waiting for PID 1).
+fn gone_or_zombie(pid: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => return true,
+            Ok(stat) => {
+                let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+                if state.starts_with('Z') || state.starts_with('X') {
+                    return true;
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn insecure_hooks_are_refused_with_a_message_naming_them() {
+    let bus = PrivateBus::start();
+    let t = TestRoot::new();
+    let (ran_bad, ran_foreign, ran_good) = (t.path("bad"), t.path("foreign"), t.path("good"));
+    let writable = t.hook(
+        "10-writable",
+        &format!("touch {}", ran_bad.display()),
+        0o777,
+    );
+    let foreign = t.hook(
+        "20-foreign",
+        &format!("touch {}", ran_foreign.display()),
+        0o755,
+    );
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    t.hook("30-good", &format!("touch {}", ran_good.display()), 0o750);
+    t.hook("40-not-executable", "exit 1", 0o644);
+    t.hook("50-backup~", "exit 1", 0o755);
+    std::os::unix::fs::symlink("/dev/null", t.hooks().join("60-masked")).unwrap();
+
+    let err = failures(
+        t.actions(settings(&bus, None))
+            .alert(&degraded())
+            .unwrap_err(),
+    );
+    let text = err.to_string();
+    assert_eq!(err.failures.len(), 2, "{text}");
+    assert!(
+        text.contains(&format!(
+            "refusing alert hook {}: writable by group or others (mode 0777)",
+            writable.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "refusing alert hook {}: owned by uid 65534, not root",
+            foreign.display()
+        )),
+        "{text}"
+    );
+    assert!(!ran_bad.exists() && !ran_foreign.exists());
+    assert!(ran_good.exists(), "the secure hook did not run");
+}
+
+#[test]
+fn an_insecure_hook_directory_runs_nothing() {
+    let bus = PrivateBus::start();
+    let t = TestRoot::new();
+    let ran = t.path("ran");
+    t.hook("10-hook", &format!("touch {}", ran.display()), 0o755);
+    set_mode(&t.hooks(), 0o777);
+
+    let err = failures(
+        t.actions(settings(&bus, None))
+            .alert(&degraded())
+            .unwrap_err(),
+    );
+    assert_eq!(err.failures.len(), 1, "{err}");
+    assert!(
+        err.to_string().contains(&format!(
+            "refusing alert hook directory {}: writable by group or others",
+            t.hooks().display()
+        )),
+        "{err}"
+    );
+    assert!(!ran.exists());
+    // The other channels still worked.
+    assert!(t.path("run/motd.d/health-checker").exists());
+}
+
+#[test]
+fn failing_channels_do_not_stop_the_others() {
+    let bus = PrivateBus::start();
+    let t = TestRoot::new();
+    let signals = listen(&bus);
+    // motd cannot be written: `run` is a file.
+    std::fs::write(t.path("run"), "").unwrap();
+    // wall is missing.
+    let missing_wall = Path::new("/nonexistent/wall");
+    // One hook fails, the next works.
+    t.hook("10-fails", "echo 'mailer down' >&2\nexit 4", 0o755);
+    let ran = t.path("ran");
+    t.hook("20-works", &format!("touch {}", ran.display()), 0o755);
+
+    let err = failures(
+        t.actions(settings(&bus, Some(missing_wall)))
+            .alert(&degraded())
+            .unwrap_err(),
+    );
+    let channels: Vec<&str> = err.failures.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(channels.len(), 3, "{err}");
+    assert_eq!(channels[0], "motd");
+    assert_eq!(channels[1], "wall");
+    assert!(channels[2].ends_with("alert.d/10-fails"), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("run/motd.d"), "{text}");
+    assert!(text.contains("starting wall (/nonexistent/wall)"), "{text}");
+    assert!(text.contains("exit status: 4: mailer down"), "{text}");
+    assert!(text.starts_with("3 of 6 alert channels failed"), "{text}");
+
+    assert!(ran.exists(), "the working hook did not run");
+    let (member, _, _) = signals.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(member, "Degraded");
+}
+
+#[test]
+fn the_signal_failing_does_not_stop_the_others() {
+    let bus = PrivateBus::start();
+    let t = TestRoot::new();
+    let ran = t.path("ran");
+    t.hook("10-works", &format!("touch {}", ran.display()), 0o755);
+    let mut s = settings(&bus, None);
+    s.bus = Bus::Address(format!("unix:path={}", t.path("no-bus").display()));
+
+    let err = failures(t.actions(s).alert(&degraded()).unwrap_err());
+    assert_eq!(err.failures.len(), 1, "{err}");
+    assert_eq!(err.failures[0].0, "dbus");
+    assert!(err.to_string().contains("no-bus"), "{err}");
+    assert!(ran.exists());
+    assert!(t.path("run/motd.d/health-checker").exists());
+}
+
+// --- reboot and stop through a fake systemd --------------------------------
+
+type Calls = Arc<Mutex<Vec<(String, String, String)>>>;
+
+struct FakeManager {
+    calls: Calls,
+}
+
+#[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
+impl FakeManager {
+    fn start_unit(&self, name: String, mode: String) -> zbus::fdo::Result<OwnedObjectPath> {
+        self.record("StartUnit", name, mode)
+    }
+
+    fn stop_unit(&self, name: String, mode: String) -> zbus::fdo::Result<OwnedObjectPath> {
+        self.record("StopUnit", name, mode)
+    }
+}
+
+impl FakeManager {
+    fn record(
+        &self,
+        method: &str,
+        name: String,
+        mode: String,
+    ) -> zbus::fdo::Result<OwnedObjectPath> {
+        let n = {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push((method.into(), name.clone(), mode));
+            calls.len()
+        };
+        if name == "missing.service" {
+            return Err(zbus::fdo::Error::Failed(format!("Unit {name} not loaded.")));
+        }
+        Ok(OwnedObjectPath::try_from(format!("/org/freedesktop/systemd1/job/{n}")).unwrap())
+    }
+}
+
+/// A fake `org.freedesktop.systemd1` on `bus`; keep the connection alive.
+fn fake_systemd(bus: &PrivateBus) -> (zbus::blocking::Connection, Calls) {
+    let calls = Calls::default();
+    let conn = Builder::address(bus.address.as_str())
+        .unwrap()
+        .name("org.freedesktop.systemd1")
+        .unwrap()
+        .serve_at(
+            "/org/freedesktop/systemd1",
+            FakeManager {
+                calls: calls.clone(),
+            },
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+    (conn, calls)
+}
+
+fn calls(c: &Calls) -> Vec<(String, String, String)> {
+    c.lock().unwrap().clone()
+}
+
+fn triple(m: &str, u: &str, mode: &str) -> (String, String, String) {
+    (m.into(), u.into(), mode.into())
+}
+
+#[test]
+fn reboot_starts_reboot_target_irreversibly() {
+    let bus = PrivateBus::start();
+    let (_systemd, c) = fake_systemd(&bus);
+    let t = TestRoot::new();
+    t.actions(settings(&bus, None))
+        .reboot("trial failed")
+        .unwrap();
+    assert_eq!(
+        calls(&c),
+        [triple("StartUnit", "reboot.target", "replace-irreversibly")]
+    );
+}
+
+#[test]
+fn no_reboot_does_not_call_systemd() {
+    let bus = PrivateBus::start();
+    let (_systemd, c) = fake_systemd(&bus);
+    let t = TestRoot::new();
+    let mut s = settings(&bus, None);
+    s.no_reboot = true;
+    t.actions(s).reboot("trial failed").unwrap();
+    assert_eq!(calls(&c), []);
+}
+
+#[test]
+fn reboot_without_systemd_is_an_error_and_nothing_else() {
+    let t = TestRoot::new();
+    let bus = PrivateBus::start();
+    let mut s = settings(&bus, None);
+    let gone = t.path("no-such-bus");
+    s.bus = Bus::Address(format!("unix:path={}", gone.display()));
+    let err = t.actions(s).reboot("trial failed").unwrap_err();
+    let text = health_checker::exit::chain(&err);
+    assert!(text.contains("not rebooting any other way"), "{text}");
+    assert!(text.contains(gone.to_str().unwrap()), "{text}");
+
+    // A bus without systemd on it: an error too.
+    let err = t
+        .actions(settings(&bus, None))
+        .reboot("trial failed")
+        .unwrap_err();
+    let text = health_checker::exit::chain(&err);
+    assert!(text.contains("StartUnit(reboot.target"), "{text}");
+}
+
+#[test]
+fn stop_units_tries_every_unit_and_reports_each_failure() {
+    let bus = PrivateBus::start();
+    let (_systemd, c) = fake_systemd(&bus);
+    let t = TestRoot::new();
+    let units = ["db.service", "missing.service", "web.service"].map(String::from);
+
+    let err = t
+        .actions(settings(&bus, None))
+        .stop_units(&units)
+        .unwrap_err();
+
+    assert_eq!(
+        calls(&c),
+        [
+            triple("StopUnit", "db.service", "replace"),
+            triple("StopUnit", "missing.service", "replace"),
+            triple("StopUnit", "web.service", "replace"),
+        ]
+    );
+    let err = err.downcast::<StopFailures>().unwrap();
+    assert_eq!(err.failures.len(), 1);
+    assert_eq!(err.failures[0].0, "missing.service");
+    let text = err.to_string();
+    assert!(text.contains("could not stop 1 of 3 units"), "{text}");
+    assert!(text.contains("Unit missing.service not loaded."), "{text}");
+
+    t.actions(settings(&bus, None))
+        .stop_units(&["db.service".into()])
+        .unwrap();
+}
+
+#[test]
+fn a_system_image_never_reboots_or_stops_the_host() {
+    let t = TestRoot::new();
+    let s = ActionSettings::default();
+    assert_eq!(s.bus, Bus::System);
+    let actions = t.actions(s);
+    for err in [
+        actions.reboot("image failed").unwrap_err(),
+        actions.stop_units(&["x.service".into()]).unwrap_err(),
+    ] {
+        let text = health_checker::exit::chain(&err);
+        assert!(text.contains("refusing to"), "{text}");
+        assert!(text.contains(t.dir.path().to_str().unwrap()), "{text}");
+    }
+}
+
+#[test]
+fn systemd_is_reached_directly_on_its_private_socket() {
+    // systemd's private socket has no bus daemon: a peer-to-peer connection
+    // to PID 1, as early in the boot as the early phase runs.
+    let t = TestRoot::new();
+    let socket = t.path("private");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let c = Calls::default();
+    let server_calls = c.clone();
+    std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        // The replacement takes an async-io stream, a dependency of its own
+        // for this one test; the std form works with zbus's async-io
+        // runtime, which is the one in use.
+        #[allow(deprecated)]
+        let conn = Builder::unix_stream(stream)
+            .server(zbus::Guid::generate())
+            .unwrap()
+            .p2p()
+            .serve_at(
+                "/org/freedesktop/systemd1",
+                FakeManager {
+                    calls: server_calls,
+                },
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        // Serve until the test ends.
+        std::thread::sleep(Duration::from_secs(60));
+        drop(conn);
+    });
+
+    let conn = health_checker::actions::dbus::connect_direct(&socket).unwrap();
+    let job =
+        health_checker::actions::dbus::start_unit(&conn, "reboot.target", "replace-irreversibly")
+            .unwrap();
+    assert_eq!(job.as_str(), "/org/freedesktop/systemd1/job/1");
+    assert_eq!(
+        calls(&c),
+        [triple("StartUnit", "reboot.target", "replace-irreversibly")]
+    );
+}
