@@ -2,10 +2,8 @@
 //! states, failed units, stopping units and a clean reboot. The bus address
 //! is injectable so tests can use a private bus with a fake manager.
 
-use std::time::Duration;
-
 use anyhow::Context;
-use zbus::blocking::{connection, proxy, Connection, Proxy};
+use zbus::blocking::{proxy, Connection, Proxy};
 use zbus::proxy::CacheProperties;
 use zbus::zvariant::OwnedObjectPath;
 
@@ -14,15 +12,10 @@ const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const UNIT: &str = "org.freedesktop.systemd1.Unit";
 
-/// Which bus systemd is reached on.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Bus {
-    /// The system bus.
-    #[default]
-    System,
-    /// A D-Bus address (`unix:path=/run/...`), for tests.
-    Address(String),
-}
+/// Which bus systemd is reached on (shared with the system actions):
+/// `System` tries systemd's private socket first, so the early phase works
+/// before the system bus is up.
+pub use crate::actions::Bus;
 
 /// The state of one unit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,18 +34,10 @@ pub struct Systemd {
     conn: Connection,
 }
 
-/// How long one D-Bus call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
 impl Systemd {
     /// Connect to systemd on `bus`.
     pub fn connect(bus: &Bus) -> anyhow::Result<Self> {
-        let builder = match bus {
-            Bus::System => connection::Builder::system(),
-            Bus::Address(a) => connection::Builder::address(a.as_str()),
-        };
-        let conn = builder
-            .and_then(|b| b.method_timeout(CALL_TIMEOUT).build())
+        let conn = crate::actions::dbus::connect_systemd(bus)
             .with_context(|| format!("connecting to systemd on {}", describe(bus)))?;
         Ok(Systemd { conn })
     }
@@ -130,7 +115,7 @@ impl Systemd {
 
 fn describe(bus: &Bus) -> String {
     match bus {
-        Bus::System => "the system bus".into(),
+        Bus::System => "its private socket or the system bus".into(),
         Bus::Address(a) => format!("D-Bus address {a}"),
     }
 }
