@@ -42,6 +42,23 @@ pub enum Command {
     /// Write manual pages and shell completions (used by `make install`).
     #[command(hide = true)]
     Generate(crate::generate::GenerateArgs),
+    /// Run the probes of a phase and print the verdict.
+    Check(crate::commands::check::CheckArgs),
+    /// List the probes or run one by hand.
+    #[command(subcommand)]
+    Probes(ProbesCommand),
+    /// Show the effective configuration.
+    #[command(subcommand)]
+    Config(crate::commands::config_show::ConfigCommand),
+}
+
+/// `probes` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProbesCommand {
+    /// List every probe with its phase, severity and origin.
+    List(crate::commands::probes_list::ListArgs),
+    /// Run one probe, print its output and result.
+    Run(crate::commands::probes_run::RunArgs),
 }
 
 /// Run a parsed command line; the returned code is the process's exit code.
@@ -50,5 +67,11 @@ pub fn run(cli: Cli) -> anyhow::Result<Code> {
     match cli.command {
         Command::Bootenv(args) => crate::bootenv::run(&root, args),
         Command::Generate(args) => crate::generate::run(args),
+        Command::Check(args) => crate::commands::check::run(&root, &args),
+        Command::Probes(ProbesCommand::List(args)) => {
+            crate::commands::probes_list::run(&root, &args)
+        }
+        Command::Probes(ProbesCommand::Run(args)) => crate::commands::probes_run::run(&root, &args),
+        Command::Config(cmd) => crate::commands::config_show::run(&root, &cmd),
     }
 }

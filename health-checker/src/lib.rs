@@ -9,6 +9,8 @@
 pub mod actions;
 pub mod bootenv;
 pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod engine;
 pub mod exit;
 pub mod fsutil;
@@ -16,6 +18,9 @@ pub mod generate;
 pub mod history;
 pub mod logging;
 pub mod paths;
+pub mod probes;
 pub mod snapshots;
 pub mod state;
+pub mod systemd;
+pub mod toml_error;
 pub mod verdict;

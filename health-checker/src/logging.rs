@@ -28,15 +28,19 @@ pub fn init(verbose: u8) {
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
-        .without_time();
+        .without_time()
+        .with_filter(filter);
     // Field names reach the journal as they are (no `F_` prefix), so
-    // `MESSAGE_ID` is the real journal field.
+    // `MESSAGE_ID` is the real journal field. The journal gets `info` and
+    // above whatever `-v` says: probe output and results belong there.
+    let journal_filter = EnvFilter::try_from_env("HEALTH_CHECKER_JOURNAL_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     let journald = tracing_journald::layer().ok().map(|l| {
         l.with_field_prefix(None)
             .with_syslog_identifier("health-checker".into())
+            .with_filter(journal_filter)
     });
     let _ = tracing_subscriber::registry()
-        .with(filter)
         .with(stderr)
         .with(journald)
         .try_init();

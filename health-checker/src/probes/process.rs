@@ -1,0 +1,257 @@
+//! Running one command as a probe: its own process group, a timeout that
+//! kills the whole group (SIGTERM, then SIGKILL after a grace period), and
+//! capped output read in a thread, so that a probe that ignores SIGTERM,
+//! prints without end or leaves children holding its output pipe cannot
+//! stall the checker.
+
+use std::io::Read;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{killpg, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::capture::Capture;
+
+/// How to run a command.
+#[derive(Debug, Clone)]
+pub struct RunSpec<'a> {
+    pub argv: &'a [String],
+    /// Added to the inherited environment.
+    pub env: &'a [(String, String)],
+    pub timeout: Duration,
+    pub kill_grace: Duration,
+    pub output_limit: usize,
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    Exited(i32),
+    /// Killed by this signal (not by us).
+    Signaled(i32),
+    /// Still running at the timeout; its group was killed.
+    TimedOut,
+    /// It could not be started.
+    SpawnFailed(String),
+}
+
+/// The end of a run and what it printed.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub ended: Ended,
+    pub output: String,
+    pub duration: Duration,
+}
+
+/// After the group is killed, how long to wait for the output pipe to close.
+/// A process that left the group (`setsid`) and keeps the pipe open is not
+/// waited for longer than this.
+const DRAIN: Duration = Duration::from_millis(300);
+
+/// Run `spec` to its end.
+pub fn run(spec: &RunSpec<'_>) -> Run {
+    let start = Instant::now();
+    let failed = |why: String| Run {
+        ended: Ended::SpawnFailed(why),
+        output: String::new(),
+        duration: start.elapsed(),
+    };
+    if spec.argv.is_empty() {
+        return failed("empty command".into());
+    }
+    let (reader, writer) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return failed(format!("creating output pipe: {e}")),
+    };
+    let writer2 = match writer.try_clone() {
+        Ok(w) => w,
+        Err(e) => return failed(format!("duplicating output pipe: {e}")),
+    };
+    let mut cmd = Command::new(&spec.argv[0]);
+    cmd.args(&spec.argv[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::from(writer2))
+        .process_group(0);
+    if std::env::var_os("PATH").is_none() {
+        cmd.env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+    }
+    for (k, v) in spec.env {
+        cmd.env(k, v);
+    }
+    let spawned = cmd.spawn();
+    // Our copies of the write end go with the command, so EOF is seen once
+    // the probe's processes are gone.
+    drop(cmd);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return failed(format!("cannot run {}: {e}", spec.argv[0])),
+    };
+    let pid = Pid::from_raw(child.id() as i32);
+
+    let capture = Arc::new(Mutex::new(Capture::new(spec.output_limit)));
+    let eof = Arc::new(AtomicBool::new(false));
+    {
+        let capture = Arc::clone(&capture);
+        let eof = Arc::clone(&eof);
+        let mut file = std::fs::File::from(reader);
+        // Detached on purpose: if a process that escaped the group keeps the
+        // pipe open, this thread waits for it, not the runner.
+        std::thread::Builder::new()
+            .name(format!("probe-output-{pid}"))
+            .spawn(move || {
+                let mut buf = vec![0u8; 16 * 1024];
+                loop {
+                    match file.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => lock(&capture).push(&buf[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                eof.store(true, Ordering::SeqCst);
+            })
+            .ok();
+    }
+
+    let deadline = start + spec.timeout;
+    let mut timed_out = false;
+    if !wait_exit(pid, Some(deadline)) {
+        timed_out = true;
+        let _ = killpg(pid, Signal::SIGTERM);
+        if !wait_exit(pid, Some(Instant::now() + spec.kill_grace)) {
+            let _ = killpg(pid, Signal::SIGKILL);
+            wait_exit(pid, None);
+        }
+    }
+    // The leader has exited but is not reaped yet, so the group's ID cannot
+    // be reused: kill whatever it left behind.
+    let _ = killpg(pid, Signal::SIGKILL);
+    let status = child.wait();
+
+    let drain_until = Instant::now() + DRAIN;
+    while !eof.load(Ordering::SeqCst) && Instant::now() < drain_until {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let output = lock(&capture).text();
+    let ended = if timed_out {
+        Ended::TimedOut
+    } else {
+        match status {
+            Ok(s) => match (s.code(), s.signal()) {
+                (Some(c), _) => Ended::Exited(c),
+                (None, Some(sig)) => Ended::Signaled(sig),
+                (None, None) => Ended::SpawnFailed(format!("unknown status {s:?}")),
+            },
+            Err(e) => Ended::SpawnFailed(format!("waiting for {}: {e}", spec.argv[0])),
+        }
+    };
+    Run {
+        ended,
+        output,
+        duration: start.elapsed(),
+    }
+}
+
+fn lock(c: &Mutex<Capture>) -> std::sync::MutexGuard<'_, Capture> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Wait until `pid` has exited, without reaping it; `false` if `until`
+/// passed first.
+fn wait_exit(pid: Pid, until: Option<Instant>) -> bool {
+    let mut nap = Duration::from_millis(1);
+    loop {
+        match waitid(
+            Id::Pid(pid),
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        ) {
+            Ok(WaitStatus::StillAlive) => {}
+            Ok(_) => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            // ECHILD: already reaped; nothing to wait for.
+            Err(_) => return true,
+        }
+        if until.is_some_and(|u| Instant::now() >= u) {
+            return false;
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// A signal's name (`SIGTERM`), or its number.
+pub fn signal_name(sig: i32) -> String {
+    Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {sig}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str, timeout_ms: u64, limit: usize) -> Run {
+        let argv = vec!["/bin/sh".to_string(), "-c".into(), script.into()];
+        run(&RunSpec {
+            argv: &argv,
+            env: &[("HC_TEST".into(), "yes".into())],
+            timeout: Duration::from_millis(timeout_ms),
+            kill_grace: Duration::from_millis(200),
+            output_limit: limit,
+        })
+    }
+
+    #[test]
+    fn exit_code_output_and_environment() {
+        let r = sh("echo out; echo err >&2; echo $HC_TEST; exit 3", 5000, 1000);
+        assert_eq!(r.ended, Ended::Exited(3));
+        assert_eq!(r.output, "out\nerr\nyes\n");
+    }
+
+    #[test]
+    fn a_signal_is_reported() {
+        let r = sh("kill -SEGV $$", 5000, 1000);
+        assert_eq!(r.ended, Ended::Signaled(libc_sigsegv()));
+        assert_eq!(signal_name(libc_sigsegv()), "SIGSEGV");
+    }
+
+    fn libc_sigsegv() -> i32 {
+        Signal::SIGSEGV as i32
+    }
+
+    #[test]
+    fn a_missing_program_is_a_spawn_failure() {
+        let argv = vec!["/nonexistent/probe".to_string()];
+        let r = run(&RunSpec {
+            argv: &argv,
+            env: &[],
+            timeout: Duration::from_secs(1),
+            kill_grace: Duration::from_secs(1),
+            output_limit: 10,
+        });
+        match r.ended {
+            Ended::SpawnFailed(why) => {
+                assert!(why.starts_with("cannot run /nonexistent/probe: "), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn timeout_kills_the_group() {
+        let r = sh("echo started; sleep 30", 200, 1000);
+        assert_eq!(r.ended, Ended::TimedOut);
+        assert_eq!(r.output, "started\n");
+        assert!(r.duration < Duration::from_secs(5), "{:?}", r.duration);
+    }
+}
