@@ -5,6 +5,7 @@ pub mod check;
 pub mod config_show;
 pub mod probes_list;
 pub mod probes_run;
+pub mod system;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,222 @@
+//! The real seams of one system, opened from its configuration: the boot
+//! environment, the snapshot store, the actions, history and state. Every
+//! subcommand that reads or changes the boot state starts here.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use grub_env::{Location, RealFs, Store};
+
+use crate::actions::{ActionSettings, Actions, Alert, Bus, SystemActions};
+use crate::config::{self, Config};
+use crate::engine::{BootEnv, BootState, EngineConfig, GrubBootEnv};
+use crate::exit::{Code, CodeExt};
+use crate::history::History;
+use crate::paths::{Root, STATE_DIR};
+use crate::probes::{self, ProbeContext};
+use crate::snapshots::{BtrfsSnapshots, SnapshotRef, Snapshots};
+use crate::state::StateFile;
+
+/// Byte offset of the btrfs reserved-area environment block that patched
+/// GRUBs read as `env_block=512+1` (sector 512).
+pub const ENV_BLOCK_OFFSET: u64 = 256 * 1024;
+/// Its size: one sector.
+pub const ENV_BLOCK_SIZE: usize = 512;
+
+/// The configuration, or why it could not be read. A configuration that
+/// cannot be read is a failed probe, never a pass: callers that judge the
+/// boot use the defaults for everything else and fail the phase.
+#[derive(Debug)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub error: Option<String>,
+}
+
+impl LoadedConfig {
+    pub fn load(root: &Root) -> Self {
+        match config::load(root) {
+            Ok(l) => LoadedConfig {
+                config: l.config,
+                error: None,
+            },
+            Err(e) => LoadedConfig {
+                config: Config::default(),
+                error: Some(e.to_string()),
+            },
+        }
+    }
+
+    /// The configuration, or an error (exit code 3) for commands that must
+    /// not guess.
+    pub fn required(self) -> anyhow::Result<Config> {
+        match self.error {
+            None => Ok(self.config),
+            Some(e) => Err(crate::exit::with_code(
+                Code::Config,
+                anyhow::anyhow!("configuration: {e}"),
+            )),
+        }
+    }
+}
+
+/// The boot environment store the configuration names, under `root`.
+pub fn env_store(root: &Root, config: &Config) -> anyhow::Result<Store> {
+    let file = root.join(&config.bootenv.path);
+    let use_block = match config.bootenv.location {
+        config::Location::File => false,
+        config::Location::EnvBlock => true,
+        config::Location::Auto => {
+            !file.parent().is_some_and(|d| d.is_dir()) && !config.bootenv.device.is_empty()
+        }
+    };
+    if !use_block {
+        return Ok(Store::for_file(file));
+    }
+    if config.bootenv.device.is_empty() {
+        bail!(crate::exit::with_code(
+            Code::Config,
+            anyhow::anyhow!(
+                "[bootenv] location = \"env-block\" needs [bootenv] device (the btrfs device)"
+            )
+        ));
+    }
+    let device = PathBuf::from(&config.bootenv.device);
+    let backup = root.join(STATE_DIR).join("grubenv-block.bak");
+    Ok(Store::with_locations(
+        RealFs,
+        Location::Block {
+            path: device.clone(),
+            offset: ENV_BLOCK_OFFSET,
+            size: ENV_BLOCK_SIZE,
+        },
+        Location::File(backup),
+        device,
+    ))
+}
+
+/// The engine's settings from the configuration.
+pub fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        tries: config.boot.tries,
+        good_failure_reboots: config.boot.good_failure_reboots,
+        act_on_manual_boot: config.boot.act_on_manual_boot,
+    }
+}
+
+/// The actions' settings from the configuration.
+pub fn action_settings(config: &Config, bus: Bus, no_reboot: bool) -> ActionSettings {
+    ActionSettings {
+        no_reboot: no_reboot || config.boot.no_reboot,
+        motd: config.degraded.motd,
+        wall: config.degraded.wall,
+        alert_dir: config.degraded.alert_dir.clone(),
+        alert_timeout: config.degraded.alert_timeout.into(),
+        bus,
+        ..ActionSettings::default()
+    }
+}
+
+/// One system's seams.
+#[derive(Debug)]
+pub struct System {
+    pub root: Root,
+    pub config: Config,
+    pub env: GrubBootEnv,
+    pub snapshots: BtrfsSnapshots,
+    pub actions: SystemActions,
+    pub history: History,
+    pub state: StateFile,
+    pub bus: Bus,
+}
+
+impl System {
+    pub fn open(root: &Root, config: Config, bus: Bus, no_reboot: bool) -> anyhow::Result<Self> {
+        let store = env_store(root, &config)?;
+        Ok(System {
+            root: root.clone(),
+            env: GrubBootEnv::new(store),
+            snapshots: BtrfsSnapshots::new(root.clone()),
+            actions: SystemActions::new(
+                root.clone(),
+                action_settings(&config, bus.clone(), no_reboot),
+            ),
+            history: History::new(root),
+            state: StateFile::new(root),
+            config,
+            bus,
+        })
+    }
+
+    /// The boot state from the environment.
+    pub fn boot_state(&self) -> anyhow::Result<BootState> {
+        self.env
+            .load()
+            .context("reading the boot environment")
+            .code(Code::BootEnv)
+    }
+
+    /// The booted snapshot.
+    pub fn booted(&self) -> anyhow::Result<SnapshotRef> {
+        self.snapshots
+            .booted()
+            .context("finding the booted snapshot")
+            .code(Code::Snapshot)
+    }
+
+    /// The probe context for this boot: the booted snapshot and whether it
+    /// is the trial (what plugins see in `HC_SNAPSHOT`, `HC_TRIAL`).
+    pub fn probe_context(&self, base: ProbeContext) -> ProbeContext {
+        let mut ctx = base;
+        ctx.bus = self.bus.clone();
+        if let Ok(b) = self.snapshots.booted() {
+            ctx.trial = self
+                .env
+                .load()
+                .ok()
+                .and_then(|s| s.trial)
+                .is_some_and(|t| t.path == b.path);
+            ctx.snapshot = Some(b.path);
+            ctx.snapshot_id = Some(b.id);
+        }
+        ctx
+    }
+
+    /// The actions the engine uses in a check: the system's, with the
+    /// plugins' stop actions run after the configured units are stopped.
+    pub fn check_actions<'a>(&'a self, ctx: &'a ProbeContext) -> CheckActions<'a> {
+        CheckActions { system: self, ctx }
+    }
+}
+
+/// [`Actions`] for a check run: degraded mode also runs every plugin's
+/// stop action.
+#[derive(Debug)]
+pub struct CheckActions<'a> {
+    system: &'a System,
+    ctx: &'a ProbeContext,
+}
+
+impl Actions for CheckActions<'_> {
+    fn reboot(&self, why: &str) -> anyhow::Result<()> {
+        self.system.actions.reboot(why)
+    }
+
+    fn stop_units(&self, units: &[String]) -> anyhow::Result<()> {
+        let units_result = self.system.actions.stop_units(units);
+        let results = probes::run_stop_actions(&self.system.root, &self.system.config, self.ctx);
+        let failed: Vec<String> = results
+            .iter()
+            .filter(|r| r.result.is_failure())
+            .map(|r| format!("{}: {}", r.name, r.reason.as_deref().unwrap_or("failed")))
+            .collect();
+        units_result?;
+        if !failed.is_empty() {
+            bail!("plugin stop actions failed: {}", failed.join("; "));
+        }
+        Ok(())
+    }
+
+    fn alert(&self, alert: &Alert) -> anyhow::Result<()> {
+        self.system.actions.alert(alert)
+    }
+}
