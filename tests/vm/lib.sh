@@ -32,8 +32,18 @@ vm_die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------- cleanup
 # Commands run in reverse order when the script exits, however it exits.
 
+# In a subshell (a function called as $(...)), the list starts empty and runs
+# when that subshell exits: bash does not pass the EXIT trap on.
 VM_CLEANUP=()
-vm_on_exit() { VM_CLEANUP+=("$*"); }
+VM_CLEANUP_LEVEL=$BASH_SUBSHELL
+vm_on_exit() {
+    if [ "$VM_CLEANUP_LEVEL" != "$BASH_SUBSHELL" ]; then
+        VM_CLEANUP=()
+        VM_CLEANUP_LEVEL=$BASH_SUBSHELL
+        trap vm_run_cleanup EXIT
+    fi
+    VM_CLEANUP+=("$*")
+}
 vm_run_cleanup() {
     local i
     for ((i = ${#VM_CLEANUP[@]} - 1; i >= 0; i--)); do
@@ -380,4 +390,36 @@ vm_env_put_raw() {
 vm_console_value() {
     local key=$1 log=${2:-$VM_LAST_SERIAL}
     tr -d '\r' <"$log" | sed -n "s/^.*\(HCGRUB\|HCTEST\) $key=//p" | tail -1
+}
+
+# vm_env_pull IMAGE DIR / vm_env_push IMAGE DIR: copy both environment files
+# between the ESP and DIR (grubenv, grubenv.bak), e.g. to let the host's
+# health-checker or grub-editenv act on them. Push writes the primary first.
+vm_env_pull() {
+    local esp f
+    esp=$(vm_esp "$1")
+    mkdir -p "$2"
+    for f in grubenv grubenv.bak; do
+        rm -f "$2/$f"
+        mcopy -o -i "$esp" "::$VM_ENV_DIR_ON_ESP/$f" "$2/$f" 2>/dev/null || true
+    done
+}
+vm_env_push() {
+    local esp f
+    esp=$(vm_esp "$1")
+    mmd -i "$esp" "::$VM_ENV_DIR_ON_ESP" 2>/dev/null || true
+    for f in grubenv grubenv.bak; do
+        [ -e "$2/$f" ] || continue
+        mcopy -o -i "$esp" "$2/$f" "::$VM_ENV_DIR_ON_ESP/$f" || vm_die "writing $f to the ESP"
+    done
+}
+
+# vm_update IMAGE: what a transactional update tool does: a new snapshot of
+# the default, made the new default. Prints its path. (Whether it is armed
+# as a trial is the caller's business: `vm_env_write ... hc_trial=...`.)
+vm_update() {
+    local img=$1 new
+    new=$(vm_snapshot_new "$img")
+    vm_set_default "$img" "$new"
+    echo "$new"
 }
