@@ -14,6 +14,7 @@
 # through mtools' `IMAGE@@OFFSET` syntax.
 
 VM_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck disable=SC2034 # used by the scripts that source this file
 VM_REPO=$(cd "$VM_DIR/../.." && pwd)
 VM_CACHE=${VM_CACHE:-$VM_DIR/cache}
 VM_WORK=${VM_WORK:-$VM_DIR/work}
@@ -92,6 +93,7 @@ vm_btrfs_mount() {
     mkdir -p "$mnt"
     mount -t btrfs -o subvolid=5 "$loop" "$mnt" || { losetup -d "$loop"; vm_die "mounting $loop on $mnt"; }
     vm_on_exit "mountpoint -q $mnt && umount $mnt || true"
+    # shellcheck disable=SC2034 # for callers
     VM_BTRFS_LOOP=$loop
 }
 
@@ -302,6 +304,7 @@ vm_boot() {
     cat "$log.serial" >>"$log" 2>/dev/null || true
     rm -f "$log.serial" "$vars"
     printf '\n===== HCHOST boot end rc=%s after %ss =====\n' "$rc" "$(($(date +%s) - start))" >>"$log"
+    # shellcheck disable=SC2034 # for callers
     VM_LAST_BOOT_SECONDS=$(($(date +%s) - start))
     return "$rc"
 }
