@@ -21,7 +21,7 @@ VM_WORK=${VM_WORK:-$VM_DIR/work}
 VM_OVMF_CODE=${VM_OVMF_CODE:-/usr/share/OVMF/OVMF_CODE_4M.fd}
 VM_OVMF_VARS=${VM_OVMF_VARS:-/usr/share/OVMF/OVMF_VARS_4M.fd}
 # Seconds one boot may take, from QEMU start to power-off, before it is killed.
-VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-240}
+VM_BOOT_TIMEOUT=${VM_BOOT_TIMEOUT:-300}
 # Path of the environment on the ESP (docs/design.md default location).
 VM_ENV_DIR_ON_ESP=/EFI/health-checker
 
