@@ -311,61 +311,53 @@ vm_boot() {
 
 # ---------------------------------------------------------------- the environment as the checker writes it
 
+# vm_hc_bin: prints the path of the host's health-checker binary (the one
+# `cargo build` made for this repository), building it if there is none.
+# Tests edit the environment with it, so the format has one implementation.
+vm_hc_bin() {
+    local dir=${CARGO_TARGET_DIR:-$VM_REPO/target} b
+    if [ -n "${VM_HC_BIN:-}" ]; then
+        echo "$VM_HC_BIN"
+        return
+    fi
+    for b in "$dir/release/health-checker" "$dir/debug/health-checker"; do
+        if [ -x "$b" ]; then
+            echo "$b"
+            return
+        fi
+    done
+    vm_log "building health-checker for the host (its bootenv command writes the environment)"
+    (cd "$VM_REPO" && cargo build --release -p health-checker >&2) || vm_die "cargo build failed"
+    echo "$dir/release/health-checker"
+}
+
 # vm_env_write IMAGE KEY=VALUE... (KEY= unsets): changes the environment the
-# way health-checker's grub-env store does (docs/design.md): the next hc_seq,
-# a fresh hc_sum, the primary written first, then the backup. The starting
-# point is the copy the checker would read (the higher valid hc_seq).
+# way the checker does, with the checker itself: both copies are copied out
+# of the ESP, `health-checker bootenv --file` edits them (next hc_seq, fresh
+# hc_sum, primary then backup), and both are copied back, primary first.
 vm_env_write() {
-    local img=$1 esp tmpd
+    local img=$1 tmpd bin kv
+    local sets=() unsets=()
     shift
-    esp=$(vm_esp "$img")
+    for kv in "$@"; do
+        case $kv in
+            *=) unsets+=("${kv%=}") ;;
+            *=*) sets+=("$kv") ;;
+            *) vm_die "vm_env_write: $kv is not KEY=VALUE or KEY=" ;;
+        esac
+    done
+    bin=$(vm_hc_bin)
     tmpd=$(mktemp -d)
-    mcopy -o -i "$esp" "::$VM_ENV_DIR_ON_ESP/grubenv" "$tmpd/a" 2>/dev/null || grub-editenv "$tmpd/a" create
-    mcopy -o -i "$esp" "::$VM_ENV_DIR_ON_ESP/grubenv.bak" "$tmpd/b" 2>/dev/null || grub-editenv "$tmpd/b" create
-    grub-editenv "$tmpd/a" list >"$tmpd/a.list" 2>/dev/null || : >"$tmpd/a.list"
-    grub-editenv "$tmpd/b" list >"$tmpd/b.list" 2>/dev/null || : >"$tmpd/b.list"
-    python3 - "$tmpd" "$@" <<'PY' || vm_die "computing the new environment"
-import sys, zlib
-d, changes = sys.argv[1], sys.argv[2:]
-def load(p):
-    env = {}
-    for line in open(p):
-        k, _, v = line.rstrip("\n").partition("=")
-        if k:
-            env[k] = v
-    return env
-grub_written = {"hc_tries", "hc_fallback", "hc_booted", "hc_sum"}
-def checksum(env):
-    covered = sorted((k, v) for k, v in env.items() if k.startswith("hc_") and k not in grub_written)
-    return "%08x" % (zlib.crc32("".join(f"{k}={v}\n" for k, v in covered).encode()) & 0xffffffff)
-def seq(env):
-    if "hc_sum" in env and env["hc_sum"] != checksum(env):
-        return -1
-    try:
-        return int(env.get("hc_seq", "0"))
-    except ValueError:
-        return -1
-a, b = load(d + "/a.list"), load(d + "/b.list")
-env = a if seq(a) >= seq(b) else b
-for c in changes:
-    k, _, v = c.partition("=")
-    if v == "":
-        env.pop(k, None)
-    else:
-        env[k] = v
-env["hc_seq"] = str(max(seq(a), seq(b), 0) + 1)
-env["hc_sum"] = checksum(env)
-with open(d + "/new.args", "w") as f:
-    for k, v in env.items():
-        f.write(f"{k}={v}\n")
-PY
-    rm -f "$tmpd/new"
-    grub-editenv "$tmpd/new" create
-    mapfile -t args <"$tmpd/new.args"
-    grub-editenv "$tmpd/new" set "${args[@]}"
-    mmd -i "$esp" "::$VM_ENV_DIR_ON_ESP" 2>/dev/null || true
-    mcopy -o -i "$esp" "$tmpd/new" "::$VM_ENV_DIR_ON_ESP/grubenv" || vm_die "writing grubenv to the ESP"
-    mcopy -o -i "$esp" "$tmpd/new" "::$VM_ENV_DIR_ON_ESP/grubenv.bak" || vm_die "writing grubenv.bak to the ESP"
+    vm_env_pull "$img" "$tmpd"
+    if [ "${#sets[@]}" -gt 0 ]; then
+        "$bin" bootenv --file "$tmpd/grubenv" set "${sets[@]}" ||
+            vm_die "health-checker bootenv set ${sets[*]} failed on the environment of $img"
+    fi
+    if [ "${#unsets[@]}" -gt 0 ]; then
+        "$bin" bootenv --file "$tmpd/grubenv" unset "${unsets[@]}" ||
+            vm_die "health-checker bootenv unset ${unsets[*]} failed on the environment of $img"
+    fi
+    vm_env_push "$img" "$tmpd"
     rm -rf "$tmpd"
 }
 
