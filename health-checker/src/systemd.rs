@@ -13,8 +13,8 @@ const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const UNIT: &str = "org.freedesktop.systemd1.Unit";
 
 /// Which bus systemd is reached on (shared with the system actions):
-/// `System` tries systemd's private socket first, so the early phase works
-/// before the system bus is up.
+/// `System` uses the system bus once it is up and systemd's private socket
+/// before that (the early phase).
 pub use crate::actions::Bus;
 
 /// The state of one unit.
@@ -115,7 +115,7 @@ impl Systemd {
 
 fn describe(bus: &Bus) -> String {
     match bus {
-        Bus::System => "its private socket or the system bus".into(),
+        Bus::System => "the system bus or its private socket".into(),
         Bus::Address(a) => format!("D-Bus address {a}"),
     }
 }

@@ -36,17 +36,32 @@ pub const HC_PATH: &str = "/io/github/healthchecker/HealthChecker1";
 /// How long a D-Bus call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(25);
 
-/// A connection on which systemd's manager answers.
+/// The system bus's socket (D-Bus's default system bus address).
+pub const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
+
+/// A connection on which systemd's manager answers: the system bus once it
+/// is up, systemd's private socket before that (the early phase).
+///
+/// The system bus comes first because zbus (5.x) cannot read what systemd
+/// sends on its private socket: systemd stamps those messages with the
+/// sender `org.freedesktop.systemd1`, which is not a unique name, and
+/// zbus's connection thread panics on it, so every reply is lost and the
+/// call times out (seen in the VM tests: each call took `CALL_TIMEOUT`).
+/// A request still reaches systemd, so a reboot asked for on the private
+/// socket happens, but its reply is never read.
 pub fn connect_systemd(bus: &Bus) -> anyhow::Result<Connection> {
     match bus {
         Bus::Address(addr) => connect_address(addr),
         Bus::System => {
+            if std::path::Path::new(SYSTEM_BUS_SOCKET).exists() {
+                match connect_system() {
+                    Ok(conn) => return Ok(conn),
+                    Err(e) => tracing::debug!("{e:#}; trying systemd's private socket"),
+                }
+            }
             let private = std::path::Path::new(SYSTEMD_PRIVATE);
             if private.exists() {
-                match connect_direct(private) {
-                    Ok(conn) => return Ok(conn),
-                    Err(e) => tracing::debug!("{e:#}; trying the system bus"),
-                }
+                return connect_direct(private);
             }
             connect_system()
         }

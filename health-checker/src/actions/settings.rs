@@ -6,10 +6,10 @@ use std::time::Duration;
 /// Which D-Bus to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bus {
-    /// The machine's own: systemd through its private socket
-    /// (`/run/systemd/private`, there from the first instant of the boot,
-    /// before the system bus starts) or else the system bus; signals on the
-    /// system bus.
+    /// The machine's own: systemd through the system bus once it is up, and
+    /// before that through its private socket (`/run/systemd/private`,
+    /// there from the first instant of the boot); signals on the system
+    /// bus.
     System,
     /// A bus at this D-Bus address (`unix:path=...`), for everything. Tests
     /// use a private `dbus-daemon`.
