@@ -604,3 +604,68 @@ fn history_lists_events_newest_last() {
     assert!(r.stderr.contains("history.json"), "{}", r.stderr);
     assert!(Path::new(&s.path("/var/lib/health-checker/history.json")).exists());
 }
+
+/// A late phase judged through the library (as `check` and `deadline` do),
+/// then a trial armed: what `docs/cli.md` shows as its example.
+#[test]
+fn a_passing_late_phase_is_judged_and_shown_with_the_armed_trial() {
+    use health_checker::actions::Bus;
+    use health_checker::commands::judge::judge;
+    use health_checker::commands::system::{LoadedConfig, System};
+    use health_checker::paths::Root;
+    use health_checker::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Severity};
+
+    let s = Sys::new(1, 1, "");
+    s.env(Some(1), None);
+    let root = Root::new(&s.root);
+    let config = LoadedConfig::load(&root).required().unwrap();
+    let sys = System::open(&root, config, Bus::System, true).unwrap();
+    let probe = |name: &str, severity, result, reason: Option<&str>| ProbeResult {
+        name: name.into(),
+        severity,
+        result,
+        duration_ms: 12,
+        reason: reason.map(str::to_owned),
+        output: String::new(),
+    };
+    let report = PhaseReport::new(
+        Phase::Late,
+        vec![
+            probe("failed-units", Severity::Required, Outcome::Pass, None),
+            probe("units-active", Severity::Required, Outcome::Pass, None),
+            probe(
+                "network-online",
+                Severity::Wanted,
+                Outcome::Fail,
+                Some("exit status 1"),
+            ),
+        ],
+    );
+    let decided = judge(&sys, report, false).unwrap();
+    assert!(!decided.decision.wants_reboot());
+    assert_eq!(s.kinds(), ["verdict"]);
+
+    assert_eq!(s.hc(&["arm", "2"]).code, 0);
+    let r = s.hc(&["status", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let v = r.json();
+    assert_eq!(v["state"], "trial-armed");
+    assert_eq!(v["this_boot"]["late"], "pass");
+    assert_eq!(v["probes"]["network-online"]["result"], "fail");
+    assert_eq!(v["probes"]["units-active"]["result"], "pass");
+    assert_eq!(v["boot_environment"]["trial"]["path"], snap(2));
+    assert_eq!(v["boot_environment"]["attempts_left"], 3);
+    let kinds: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["verdict", "arm"]);
+    assert!(v["history"][0].get("probes").is_none(), "status leaves them out");
+    let r = s.hc(&["status"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let h = s.hc(&["history", "--json"]);
+    assert_eq!(h.json()[0]["probes"].as_array().unwrap().len(), 3);
+    s.hc(&["history"]);
+}
