@@ -662,7 +662,10 @@ fn a_passing_late_phase_is_judged_and_shown_with_the_armed_trial() {
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["verdict", "arm"]);
-    assert!(v["history"][0].get("probes").is_none(), "status leaves them out");
+    assert!(
+        v["history"][0].get("probes").is_none(),
+        "status leaves them out"
+    );
     let r = s.hc(&["status"]);
     assert_eq!(r.code, 0, "{r:?}");
     let h = s.hc(&["history", "--json"]);
