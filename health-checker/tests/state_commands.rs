@@ -610,9 +610,10 @@ fn history_lists_events_newest_last() {
 #[test]
 fn a_passing_late_phase_is_judged_and_shown_with_the_armed_trial() {
     use health_checker::actions::Bus;
-    use health_checker::commands::judge::judge;
+    use health_checker::commands::check::judge;
     use health_checker::commands::system::{LoadedConfig, System};
     use health_checker::paths::Root;
+    use health_checker::probes::ProbeContext;
     use health_checker::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Severity};
 
     let s = Sys::new(1, 1, "");
@@ -641,7 +642,8 @@ fn a_passing_late_phase_is_judged_and_shown_with_the_armed_trial() {
             ),
         ],
     );
-    let decided = judge(&sys, report, false).unwrap();
+    let ctx = sys.probe_context(ProbeContext::default());
+    let decided = judge(&sys, &report, &ctx, false).unwrap();
     assert!(!decided.decision.wants_reboot());
     assert_eq!(s.kinds(), ["verdict"]);
 

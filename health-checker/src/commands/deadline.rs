@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Args;
 use nix::time::{clock_gettime, ClockId};
 
-use super::judge::judge;
+use super::check::judge;
 use super::system::{LoadedConfig, System};
 use super::ContextArgs;
 use crate::config::{format_duration, parse_duration};
@@ -134,7 +134,8 @@ pub fn run(root: &Root, args: &DeadlineArgs) -> anyhow::Result<Code> {
             output: String::new(),
         }],
     );
-    let decided = judge(&sys, report, false)?;
+    let ctx = sys.probe_context(args.context.context());
+    let decided = judge(&sys, &report, &ctx, false)?;
     print!("{}", decided.text());
     Ok(Code::BootFailed)
 }

@@ -7,7 +7,6 @@ pub mod check;
 pub mod config_show;
 pub mod deadline;
 pub mod history_show;
-pub mod judge;
 pub mod mark;
 pub mod probes_list;
 pub mod probes_run;
