@@ -55,7 +55,8 @@ pub enum Command {
     Status(crate::commands::status::StatusArgs),
     /// Show the recorded events (verdicts, promotions, rollbacks, ...).
     History(crate::commands::history_show::HistoryArgs),
-    /// Arm a snapshot as the trial, so GRUB protects its next boots.
+    /// Arm a snapshot as the trial (it also becomes the default subvolume),
+    /// so GRUB protects its next boots.
     Arm(crate::commands::arm::ArmArgs),
     /// Make a snapshot the known-good one by hand.
     MarkGood(crate::commands::mark::MarkGoodArgs),
