@@ -297,6 +297,11 @@ fn failing_trial_goes_back_to_g_records_and_then_reboots() {
     let alert = &w.actions.alerts.borrow()[0];
     assert_eq!(alert.kind, AlertKind::Rollback);
     assert_eq!(alert.details["probes"][0]["name"], "app-answers");
+    assert_eq!(
+        health_checker::actions::journal::snapshot_of(alert),
+        alert.details["booted"]["path"].as_str().unwrap(),
+        "the journal's SNAPSHOT field names the trial rolled back"
+    );
     assert!(r.text().contains("rolling back"), "{}", r.text());
     let state = w.state.load(false, 0).unwrap().value;
     assert_eq!(state.probes["app-answers"].result, Outcome::Timeout);

@@ -318,6 +318,14 @@ fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
         "probes": phase.probes,
         "explanation": d.explanation,
     });
+    // `snapshot`: the snapshot the alert is about (the journal's SNAPSHOT
+    // field): the trial GRUB gave up on, the trial rolled back, the
+    // snapshot that entered degraded mode.
+    let about = |path: &str| {
+        let mut d = details.clone();
+        d["snapshot"] = json!(path);
+        d
+    };
     let mut out = Vec::new();
     if let Some(f) = &d.fallback {
         out.push(Alert {
@@ -326,7 +334,7 @@ fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
                 "trial {} never reached a verdict; GRUB booted the known-good snapshot",
                 f.trial
             ),
-            details: details.clone(),
+            details: about(&f.trial),
         });
     }
     match &d.action {
@@ -336,12 +344,12 @@ fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
                 "{} failed its health checks; rolled back to {} and rebooting",
                 from.path, to.path
             ),
-            details,
+            details: about(&from.path),
         }),
         Action::EnterDegraded { reason } => out.push(Alert {
             kind: AlertKind::Degraded,
             summary: format!("degraded mode: {reason}; run `health-checker status` for details"),
-            details,
+            details: about(&report.booted.path),
         }),
         _ => {}
     }
