@@ -50,6 +50,10 @@ pub enum Command {
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(crate::commands::config_show::ConfigCommand),
+    /// Serve the status on the D-Bus system bus (run by
+    /// health-checker-dbus.service).
+    #[command(hide = true)]
+    DbusService(crate::commands::dbus_service::DbusServiceArgs),
 }
 
 /// `probes` subcommands.
@@ -73,5 +77,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Code> {
         }
         Command::Probes(ProbesCommand::Run(args)) => crate::commands::probes_run::run(&root, &args),
         Command::Config(cmd) => crate::commands::config_show::run(&root, &cmd),
+        Command::DbusService(args) => crate::commands::dbus_service::run(&root, &args),
     }
 }

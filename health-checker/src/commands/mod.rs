@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod config_show;
+pub mod dbus_service;
 pub mod probes_list;
 pub mod probes_run;
 pub mod system;
