@@ -50,6 +50,23 @@ pub enum Command {
     /// Show the effective configuration.
     #[command(subcommand)]
     Config(crate::commands::config_show::ConfigCommand),
+    /// Show the booted, default, known-good and trial snapshots, degraded
+    /// mode, the last result of every probe and the last events.
+    Status(crate::commands::status::StatusArgs),
+    /// Show the recorded events (verdicts, promotions, rollbacks, ...).
+    History(crate::commands::history_show::HistoryArgs),
+    /// Arm a snapshot as the trial (it also becomes the default subvolume),
+    /// so GRUB protects its next boots.
+    Arm(crate::commands::arm::ArmArgs),
+    /// Make a snapshot the known-good one by hand.
+    MarkGood(crate::commands::mark::MarkGoodArgs),
+    /// Mark a snapshot bad by hand: disarm it, and restore the default.
+    MarkBad(crate::commands::mark::MarkBadArgs),
+    /// Go back to the known-good snapshot by hand, and reboot into it.
+    Rollback(crate::commands::rollback::RollbackArgs),
+    /// Fail the boot if no verdict is reached in time (run by
+    /// health-checker-deadline.service).
+    Deadline(crate::commands::deadline::DeadlineArgs),
     /// Serve the status on the D-Bus system bus (run by
     /// health-checker-dbus.service).
     #[command(hide = true)]
@@ -77,6 +94,13 @@ pub fn run(cli: Cli) -> anyhow::Result<Code> {
         }
         Command::Probes(ProbesCommand::Run(args)) => crate::commands::probes_run::run(&root, &args),
         Command::Config(cmd) => crate::commands::config_show::run(&root, &cmd),
+        Command::Status(args) => crate::commands::status::run(&root, &args),
+        Command::History(args) => crate::commands::history_show::run(&root, &args),
+        Command::Arm(args) => crate::commands::arm::run(&root, &args),
+        Command::MarkGood(args) => crate::commands::mark::run_good(&root, &args),
+        Command::MarkBad(args) => crate::commands::mark::run_bad(&root, &args),
+        Command::Rollback(args) => crate::commands::rollback::run(&root, &args),
+        Command::Deadline(args) => crate::commands::deadline::run(&root, &args),
         Command::DbusService(args) => crate::commands::dbus_service::run(&root, &args),
     }
 }

@@ -28,6 +28,17 @@ pub struct UnitState {
     pub sub_state: String,
 }
 
+/// A job of systemd's manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// The unit the job is for.
+    pub unit: String,
+    /// `start`, `stop`, `restart`, ...
+    pub job_type: String,
+    /// `waiting` or `running`.
+    pub state: String,
+}
+
 /// A connection to systemd's manager.
 #[derive(Debug)]
 pub struct Systemd {
@@ -94,6 +105,31 @@ impl Systemd {
             .call("ListUnitsFiltered", &(vec!["failed"],))
             .context("asking systemd for failed units")?;
         Ok(units.into_iter().map(|u| u.0).collect())
+    }
+
+    /// The jobs systemd has queued or running, as (unit, job type, state):
+    /// `("app.service", "start", "running")`. What a boot is still waiting
+    /// for.
+    pub fn jobs(&self) -> anyhow::Result<Vec<Job>> {
+        let jobs: Vec<(
+            u32,
+            String,
+            String,
+            String,
+            OwnedObjectPath,
+            OwnedObjectPath,
+        )> = self
+            .manager()?
+            .call("ListJobs", &())
+            .context("asking systemd for its jobs")?;
+        Ok(jobs
+            .into_iter()
+            .map(|(_, unit, job_type, state, _, _)| Job {
+                unit,
+                job_type,
+                state,
+            })
+            .collect())
     }
 
     /// Stop unit `name` (`replace` mode). Returns the job's object path once

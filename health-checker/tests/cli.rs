@@ -20,14 +20,20 @@ fn check_exits_0_on_pass_and_1_on_fail() {
     let t = TestRoot::new();
     t.vendor("ok", &manifest("early", "required", ""), Some("exit 0"));
     t.vendor("bad", &manifest("late", "required", ""), Some("exit 1"));
-    assert_eq!(cli(&t, &["check", "--phase", "early"]).unwrap(), Code::Ok);
     assert_eq!(
-        cli(&t, &["check", "--phase", "late", "--json"]).unwrap(),
-        Code::BootFailed
+        cli(&t, &["check", "--probes-only", "--phase", "early"]).unwrap(),
+        Code::Ok
     );
     assert_eq!(
-        cli(&t, &["check", "--phase", "late", "--dry-run"]).unwrap(),
+        cli(&t, &["check", "--probes-only", "--phase", "late", "--json"]).unwrap(),
         Code::BootFailed
+    );
+    // Judging needs a boot environment: without one, the error says so.
+    let err = cli(&t, &["check", "--phase", "late", "--dry-run"]).unwrap_err();
+    assert_eq!(health_checker::exit::code_for(&err), Code::BootEnv);
+    assert!(
+        health_checker::exit::chain(&err).contains("does not exist"),
+        "{err:#}"
     );
     assert!(Cli::try_parse_from(["health-checker", "check", "--phase", "middle"]).is_err());
 }
@@ -58,7 +64,7 @@ fn a_bad_configuration_is_exit_code_3_for_config_show_and_a_failure_for_check() 
     let e = cli(&t, &["config", "show"]).unwrap_err();
     assert_eq!(code_for(&e), Code::Config);
     assert_eq!(
-        cli(&t, &["check", "--phase", "early"]).unwrap(),
+        cli(&t, &["check", "--probes-only", "--phase", "early"]).unwrap(),
         Code::BootFailed
     );
 }

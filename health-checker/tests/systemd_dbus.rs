@@ -107,6 +107,38 @@ impl Manager {
     fn reboot(&self) {
         *self.record.reboots.lock().unwrap() += 1;
     }
+
+    /// A start job, running, for every unit that is activating.
+    fn list_jobs(
+        &self,
+    ) -> Vec<(
+        u32,
+        String,
+        String,
+        String,
+        OwnedObjectPath,
+        OwnedObjectPath,
+    )> {
+        self.states
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| s.1 == "activating")
+            .enumerate()
+            .map(|(i, (n, _))| {
+                (
+                    i as u32 + 1,
+                    n.clone(),
+                    "start".into(),
+                    "running".into(),
+                    ObjectPath::try_from(format!("/org/freedesktop/systemd1/job/{}", i + 1))
+                        .unwrap()
+                        .into(),
+                    unit_path(n),
+                )
+            })
+            .collect()
+    }
 }
 
 struct Unit {
@@ -220,6 +252,25 @@ fn the_client_reads_unit_states_and_failed_units() {
     assert!(
         format!("{e:#}").contains("asking systemd for unit nope.service"),
         "{e:#}"
+    );
+}
+
+#[test]
+fn the_client_lists_unfinished_jobs() {
+    let fake = FakeSystemd::start(&[
+        ("sshd.service", "loaded", "active", "running"),
+        ("slow.service", "loaded", "activating", "start"),
+    ]);
+    let sd = Systemd::connect(&fake.addr()).unwrap();
+    let jobs = sd.jobs().unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(
+        (
+            jobs[0].unit.as_str(),
+            jobs[0].job_type.as_str(),
+            jobs[0].state.as_str()
+        ),
+        ("slow.service", "start", "running")
     );
 }
 

@@ -1,13 +1,18 @@
-//! `health-checker check --phase early|late`: run the probes of a phase and
-//! print the verdict.
+//! `health-checker check --phase early|late`: run the probes of a phase,
+//! judge the boot and act on the verdict (promote, roll back, retry,
+//! degrade), or with `--dry-run` explain what would be done.
 
+use anyhow::Context;
 use clap::Args;
 
+use crate::engine::{run_check, CheckOptions, CheckReport};
 use crate::exit::Code;
 use crate::paths::Root;
-use crate::probes::check_phase;
+use crate::probes::{self, check_phase, error_result, ProbeContext};
+use crate::state::{current_boot_id, unix_now};
 use crate::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Verdict};
 
+use super::system::{engine_config, LoadedConfig, System};
 use super::ContextArgs;
 
 /// Options of `check`.
@@ -22,6 +27,13 @@ pub struct CheckArgs {
     /// Print the verdict as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Only run the probes and print their verdict; do not judge the boot
+    /// (for plugin authors and image builders).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub probes_only: bool,
+    /// Do everything except the reboot itself.
+    #[arg(long)]
+    pub no_reboot: bool,
     #[command(flatten)]
     pub context: ContextArgs,
 }
@@ -32,16 +44,91 @@ fn parse_phase(s: &str) -> Result<Phase, String> {
 
 /// Run `check`: exit 0 when the phase passed, 1 when it failed.
 pub fn run(root: &Root, args: &CheckArgs) -> anyhow::Result<Code> {
-    let report = check_phase(root, args.phase, &args.context.context());
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report_json(&report)?)?);
-    } else {
+    if args.probes_only {
+        let report = check_phase(root, args.phase, &args.context.context());
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report_json(&report)?)?);
+        } else {
+            print_report(&report);
+        }
+        return Ok(verdict_code(&report));
+    }
+
+    let loaded = LoadedConfig::load(root);
+    let base = args.context.context();
+    let sys = System::open(root, loaded.config, base.bus.clone(), args.no_reboot)?;
+    let ctx = sys.probe_context(base);
+    // A configuration that cannot be read fails the phase, with the
+    // defaults for everything else: never "all is well", never a crash loop
+    // (the engine's retry budget applies).
+    let report = match &loaded.error {
+        Some(e) => PhaseReport::new(
+            args.phase,
+            vec![error_result(
+                "configuration",
+                format!("cannot read the configuration: {e}"),
+            )],
+        ),
+        None => probes::run_phase(root, &sys.config, args.phase, &ctx),
+    };
+    if !args.json {
         print_report(&report);
     }
-    Ok(match report.verdict {
+    let judged = judge(&sys, &report, &ctx, args.dry_run);
+    match &judged {
+        Ok(done) if args.json => {
+            let mut v = report_json(&report)?;
+            v["booted"] = serde_json::to_value(&done.booted)?;
+            v["default"] = serde_json::to_value(&done.default)?;
+            v["decision"] = serde_json::to_value(&done.decision)?;
+            v["dry_run"] = done.dry_run.into();
+            v["notes"] = serde_json::to_value(&done.notes)?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        Ok(done) => print!("{}", done.text()),
+        Err(_) if args.json => {
+            println!("{}", serde_json::to_string_pretty(&report_json(&report)?)?);
+        }
+        Err(_) => {}
+    }
+    judged?;
+    Ok(verdict_code(&report))
+}
+
+/// Judge this boot with a phase's report and act on it (or only explain,
+/// with `dry_run`). The deadline uses it too, with a report of its own.
+pub fn judge(
+    sys: &System,
+    report: &PhaseReport,
+    ctx: &ProbeContext,
+    dry_run: bool,
+) -> anyhow::Result<CheckReport> {
+    let boot_id = current_boot_id().context("identifying this boot")?;
+    let config = engine_config(&sys.config);
+    let actions = sys.check_actions(ctx);
+    let opts = CheckOptions {
+        report,
+        config: &config,
+        stop_units: &sys.config.degraded.stop_services,
+        dry_run,
+        now: unix_now(),
+        boot_id: &boot_id,
+    };
+    run_check(
+        &sys.env,
+        &sys.snapshots,
+        &actions,
+        &sys.history,
+        &sys.state,
+        &opts,
+    )
+}
+
+fn verdict_code(report: &PhaseReport) -> Code {
+    match report.verdict {
         Verdict::Pass => Code::Ok,
         Verdict::Fail => Code::BootFailed,
-    })
+    }
 }
 
 /// The report as JSON, with `reason` present (null on a pass) for every

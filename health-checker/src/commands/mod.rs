@@ -1,11 +1,20 @@
 //! The subcommands, one module each. Each takes its parsed arguments and the
 //! root acted on, prints for people (or JSON), and returns the exit code.
 
+pub mod arm;
+pub mod change;
 pub mod check;
 pub mod config_show;
 pub mod dbus_service;
+pub mod deadline;
+pub mod history_show;
+pub mod mark;
 pub mod probes_list;
 pub mod probes_run;
+pub mod rollback;
+pub mod snapshot_arg;
+pub mod status;
+pub mod status_print;
 pub mod system;
 
 use std::path::PathBuf;

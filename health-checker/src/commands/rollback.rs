@@ -1,0 +1,119 @@
+//! `health-checker rollback [--no-reboot]`: go back to the known-good
+//! snapshot by hand. The default subvolume becomes the known-good again, the
+//! trial is cleared, the history records it, and, when another snapshot is
+//! running, the system reboots through systemd (not with `--no-reboot` or
+//! `[boot] no_reboot`). Refused when there is no known-good snapshot, or
+//! when it no longer exists: a rollback only ever goes to a known-good.
+
+use anyhow::anyhow;
+use clap::Args;
+
+use super::change::{apply, Change};
+use super::system::{LoadedConfig, System};
+use crate::actions::{Actions, Bus};
+use crate::engine::BootState;
+use crate::exit::{with_code, Code, CodeExt};
+use crate::history::{EventKind, NewEvent};
+use crate::paths::Root;
+use crate::snapshots::Snapshots;
+
+/// Options of `rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Do everything except the reboot.
+    #[arg(long)]
+    pub no_reboot: bool,
+}
+
+/// Run `rollback`.
+pub fn run(root: &Root, args: &RollbackArgs) -> anyhow::Result<Code> {
+    let config = LoadedConfig::load(root).required()?;
+    let no_reboot = args.no_reboot || config.boot.no_reboot;
+    let sys = System::open(root, config, Bus::System, args.no_reboot)?;
+    let state = sys.boot_state()?;
+    let good = state.good.clone().ok_or_else(|| {
+        with_code(
+            Code::Usage,
+            anyhow!("there is no known-good snapshot to roll back to"),
+        )
+    })?;
+    let exists = sys
+        .snapshots
+        .lookup(&good.path)
+        .map_err(|e| e.context(format!("looking up the known-good snapshot {}", good.path)))
+        .code(Code::Snapshot)?
+        .is_some_and(|found| found.id == good.id);
+    if !exists {
+        return Err(with_code(
+            Code::Snapshot,
+            anyhow!(
+                "the known-good snapshot {} (ID {}) no longer exists; not rolling back",
+                good.path,
+                good.id
+            ),
+        ));
+    }
+    let booted = sys.booted()?;
+    let default = sys
+        .snapshots
+        .default_subvolume()
+        .map_err(|e| e.context("finding the default subvolume"))
+        .code(Code::Snapshot)?;
+
+    let after = BootState {
+        trial: None,
+        tries: 0,
+        ..state.clone()
+    };
+    let set_default = (default != good).then(|| good.clone());
+    let needs_reboot = booted != good;
+    if set_default.is_none() && after == state && !needs_reboot {
+        println!(
+            "already on the known-good snapshot {} (ID {}); nothing to roll back",
+            good.path, good.id
+        );
+        return Ok(Code::Ok);
+    }
+
+    let mut reason = format!(
+        "rolled back by hand from {} to known-good {}",
+        booted.path, good.path
+    );
+    if let Some(t) = state.trial.as_ref().filter(|t| **t != booted) {
+        reason.push_str(&format!("; trial {} disarmed", t.path));
+    }
+    let change = Change {
+        set_default,
+        ..Change::env(
+            state,
+            after,
+            vec![NewEvent::new(
+                EventKind::Rollback,
+                Some(booted.clone()),
+                reason,
+            )],
+        )
+    };
+    let notes = apply(&sys, &change)?;
+    println!(
+        "the default subvolume is the known-good {} (ID {}); the trial is cleared",
+        good.path, good.id
+    );
+    for n in notes {
+        eprintln!("{n}");
+    }
+    if !needs_reboot {
+        println!("the known-good snapshot is already running: no reboot needed");
+    } else if no_reboot {
+        println!(
+            "not rebooting (no-reboot): the next boot starts {}",
+            good.path
+        );
+    } else {
+        println!("rebooting into {}", good.path);
+        sys.actions
+            .reboot(&format!("rollback by hand to {}", good.path))
+            .code(Code::Runtime)?;
+    }
+    Ok(Code::Ok)
+}

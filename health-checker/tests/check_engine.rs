@@ -1,0 +1,196 @@
+//! `health-checker check` end to end on a real btrfs: probes run, the engine
+//! judges the boot, and the default subvolume, the boot environment and the
+//! history change as the verdict table says. `no_reboot` keeps the host up.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::btrfs::BtrfsImage;
+
+const GOOD: &str = "@/.snapshots/1/snapshot";
+const TRIAL: &str = "@/.snapshots/2/snapshot";
+
+fn hc(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_health-checker"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("running health-checker")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Machine {
+    img: BtrfsImage,
+    root: PathBuf,
+    good_id: u64,
+    trial_id: u64,
+}
+
+/// Snapshots 1 (known-good) and 2 (armed trial, the default), booted into
+/// 2, with a late plugin that exits `late_exit`.
+fn machine(late_exit: i32) -> Machine {
+    let mut img = BtrfsImage::new();
+    let layout = img.snapper_layout(&[(1, Some("before update"), false)]);
+    let good_id = layout.id(1);
+    // The update: a plugin only the new snapshot has.
+    img.write(
+        "@/etc/health-checker/config.toml",
+        "[boot]\nno_reboot = true\n[degraded]\nwall = false\nmotd = false\n",
+    );
+    img.write(
+        "@/etc/health-checker/plugins.d/app.toml",
+        &format!(
+            "description = \"the appliance answers\"\nphase = \"late\"\nseverity = \"required\"\n\
+             exec = [\"/bin/sh\", \"-c\", \"echo checking; exit {late_exit}\"]\n"
+        ),
+    );
+    std::fs::create_dir_all(img.at_top("@/boot/efi/EFI/health-checker")).unwrap();
+    let trial_id = img.snapper_snapshot(2, Some("update"), false);
+    img.set_default_cli(trial_id);
+    let root = img.boot(TRIAL, false, Some(false));
+    let m = Machine {
+        img,
+        root,
+        good_id,
+        trial_id,
+    };
+    let out = hc(
+        &m.root,
+        &[
+            "bootenv",
+            "set",
+            &format!("hc_good={GOOD}"),
+            &format!("hc_good_id={good_id}"),
+            &format!("hc_trial={TRIAL}"),
+            &format!("hc_trial_id={trial_id}"),
+            "hc_tries=2",
+            "hc_booted=trial",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    m
+}
+
+fn env(m: &Machine, key: &str) -> Option<String> {
+    let out = hc(&m.root, &["bootenv", "get", key]);
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim_end().to_string())
+}
+
+fn history(m: &Machine) -> serde_json::Value {
+    let path = m.root.join("var/lib/health-checker/history.json");
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn kinds(history: &serde_json::Value) -> Vec<String> {
+    let events = history
+        .get("events")
+        .and_then(|e| e.as_array())
+        .or_else(|| history.as_array())
+        .expect("history holds a list of events");
+    events
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn a_failing_trial_is_rolled_back_to_the_known_good() {
+    let m = machine(1);
+    let early = hc(&m.root, &["check", "--phase", "early"]);
+    assert_eq!(early.status.code(), Some(0), "{}", text(&early));
+    let late = hc(&m.root, &["check", "--phase", "late"]);
+    assert_eq!(late.status.code(), Some(1), "{}", text(&late));
+    let out = text(&late);
+    assert!(out.contains("app"), "{out}");
+
+    assert_eq!(
+        m.img.default_cli(&m.root),
+        m.good_id,
+        "default back to G\n{out}"
+    );
+    assert_eq!(env(&m, "hc_trial"), None, "trial cleared\n{out}");
+    assert_eq!(env(&m, "hc_good").as_deref(), Some(GOOD));
+    let h = history(&m);
+    assert!(kinds(&h).iter().any(|k| k == "rollback"), "{h:#}");
+    assert!(
+        h.to_string().contains("app"),
+        "history names the probe: {h:#}"
+    );
+}
+
+#[test]
+fn a_passing_trial_becomes_known_good() {
+    let m = machine(0);
+    for phase in ["early", "late"] {
+        let out = hc(&m.root, &["check", "--phase", phase]);
+        assert_eq!(out.status.code(), Some(0), "{phase}: {}", text(&out));
+    }
+    assert_eq!(env(&m, "hc_good").as_deref(), Some(TRIAL));
+    assert_eq!(env(&m, "hc_good_id"), Some(m.trial_id.to_string()));
+    assert_eq!(env(&m, "hc_trial"), None);
+    assert_eq!(m.img.default_cli(&m.root), m.trial_id);
+    assert!(
+        kinds(&history(&m)).iter().any(|k| k == "promotion"),
+        "{:#}",
+        history(&m)
+    );
+}
+
+#[test]
+fn dry_run_explains_and_changes_nothing() {
+    let m = machine(1);
+    let before = std::fs::read(m.root.join("boot/efi/EFI/health-checker/grubenv")).unwrap();
+    let out = hc(
+        &m.root,
+        &["check", "--phase", "late", "--dry-run", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(v["verdict"], "fail");
+    assert_eq!(v["dry_run"], true);
+    assert!(
+        v["decision"]["action"].to_string().contains("roll"),
+        "{v:#}"
+    );
+    let after = std::fs::read(m.root.join("boot/efi/EFI/health-checker/grubenv")).unwrap();
+    assert_eq!(before, after, "the environment changed in a dry run");
+    assert_eq!(m.img.default_cli(&m.root), m.trial_id);
+    assert!(!m.root.join("var/lib/health-checker/history.json").exists());
+}
+
+#[test]
+fn an_unreadable_configuration_fails_the_phase() {
+    let m = machine(0);
+    std::fs::write(
+        m.root.join("etc/health-checker/config.toml"),
+        "[boot]\nno_reboot = true\ntypo_key = 1\n",
+    )
+    .unwrap();
+    hc(&m.root, &["check", "--phase", "early"]);
+    let late = hc(&m.root, &["check", "--phase", "late", "--no-reboot"]);
+    assert_eq!(late.status.code(), Some(1), "{}", text(&late));
+    let out = text(&late);
+    assert!(
+        out.contains("configuration") && out.contains("typo_key"),
+        "{out}"
+    );
+    assert_ne!(
+        env(&m, "hc_good").as_deref(),
+        Some(TRIAL),
+        "never promoted\n{out}"
+    );
+}
