@@ -41,53 +41,85 @@ impl Service {
     }
 }
 
-/// The property values the service derives from a status document.
-///
-/// The status keys it reads: `degraded` (`null`/absent or `false`: not
-/// degraded; `true` or an object: degraded), `known_good`, `trial` and
-/// `booted` (each `null`/absent, a snapshot path, or an object with a
-/// `path`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StatusProperties {
-    /// Whether the system is in degraded mode.
-    pub degraded: bool,
-    /// The known-good snapshot's path; empty: none.
-    pub known_good: String,
-    /// The trial snapshot's path; empty: none.
-    pub trial: String,
-    /// The booted snapshot's path; empty: unknown.
-    pub booted: String,
-}
+/// The properties, read from a status document (the JSON form of
+/// [`crate::commands::status::Status`]): `degraded`, `booted` and
+/// `boot_environment.known_good` / `.trial`. A piece that could not be read
+/// (`{"error": "..."}` in its place) makes the property fail with that
+/// message; a missing or `null` piece is the empty value.
+pub mod properties {
+    use serde_json::Value;
 
-impl StatusProperties {
-    /// The properties of a status document; missing keys give the empty
-    /// value.
-    pub fn from_status(status: &Value) -> Self {
-        let degraded = match status.get("degraded") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => true,
-        };
-        StatusProperties {
-            degraded,
-            known_good: snapshot_path(status.get("known_good")),
-            trial: snapshot_path(status.get("trial")),
-            booted: snapshot_path(status.get("booted")),
+    /// The value at `path` (object keys), `None` when missing or `null`,
+    /// or the error recorded in its place or in a parent's.
+    fn piece<'a>(status: &'a Value, path: &[&str]) -> Result<Option<&'a Value>, String> {
+        let mut v = status;
+        for key in path {
+            check(v)?;
+            match v.get(key) {
+                None | Some(Value::Null) => return Ok(None),
+                Some(next) => v = next,
+            }
+        }
+        check(v)?;
+        Ok(Some(v))
+    }
+
+    /// `{"error": "..."}`: a piece that could not be read.
+    fn check(v: &Value) -> Result<(), String> {
+        match v.as_object() {
+            Some(o) if o.len() == 1 => match o.get("error").and_then(Value::as_str) {
+                Some(e) => Err(e.to_owned()),
+                None => Ok(()),
+            },
+            _ => Ok(()),
         }
     }
+
+    /// A snapshot piece as a path: a string, or an object's `path`.
+    fn path_of(status: &Value, path: &[&str]) -> Result<String, String> {
+        Ok(match piece(status, path)? {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v
+                .get("path")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            None => String::new(),
+        })
+    }
+
+    /// `Degraded`: whether the system is in degraded mode.
+    pub fn degraded(status: &Value) -> Result<bool, String> {
+        Ok(match piece(status, &["degraded"])? {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => true,
+        })
+    }
+
+    /// `KnownGood`: the known-good snapshot's path; empty: none.
+    pub fn known_good(status: &Value) -> Result<String, String> {
+        path_of(status, &["boot_environment", "known_good"])
+    }
+
+    /// `Trial`: the trial snapshot's path; empty: none.
+    pub fn trial(status: &Value) -> Result<String, String> {
+        path_of(status, &["boot_environment", "trial"])
+    }
+
+    /// `Booted`: the booted snapshot's path.
+    pub fn booted(status: &Value) -> Result<String, String> {
+        path_of(status, &["booted"])
+    }
 }
 
-/// A snapshot as a path: a string, or an object's `path`; else empty.
-fn snapshot_path(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Object(o)) => o
-            .get("path")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        _ => String::new(),
-    }
+/// A property's value, or the error in its place as a D-Bus error.
+fn property<T>(
+    service: &Service,
+    name: &str,
+    get: fn(&Value) -> Result<T, String>,
+) -> fdo::Result<T> {
+    get(&service.status_value()?).map_err(|e| fdo::Error::Failed(format!("{name}: {e}")))
 }
 
 #[zbus::interface(name = "io.github.healthchecker.HealthChecker1")]
@@ -108,25 +140,25 @@ impl Service {
     /// Whether the system is in degraded mode.
     #[zbus(property(emits_changed_signal = "false"), name = "Degraded")]
     fn degraded_property(&self) -> fdo::Result<bool> {
-        Ok(StatusProperties::from_status(&self.status_value()?).degraded)
+        property(self, "Degraded", properties::degraded)
     }
 
     /// The known-good snapshot's path; empty when there is none.
     #[zbus(property(emits_changed_signal = "false"))]
     fn known_good(&self) -> fdo::Result<String> {
-        Ok(StatusProperties::from_status(&self.status_value()?).known_good)
+        property(self, "KnownGood", properties::known_good)
     }
 
     /// The trial snapshot's path; empty when there is none.
     #[zbus(property(emits_changed_signal = "false"))]
     fn trial(&self) -> fdo::Result<String> {
-        Ok(StatusProperties::from_status(&self.status_value()?).trial)
+        property(self, "Trial", properties::trial)
     }
 
     /// The booted snapshot's path.
     #[zbus(property(emits_changed_signal = "false"))]
     fn booted(&self) -> fdo::Result<String> {
-        Ok(StatusProperties::from_status(&self.status_value()?).booted)
+        property(self, "Booted", properties::booted)
     }
 
     /// A trial failed; the system rolls back to the known-good snapshot and
@@ -248,28 +280,40 @@ mod tests {
 
     #[test]
     fn properties_come_from_the_status() {
-        let p = StatusProperties::from_status(&json!({
+        let status = json!({
             "degraded": {"since": 1, "reason": "x"},
-            "known_good": {"id": 256, "path": "@/.snapshots/1/snapshot"},
-            "trial": "@/.snapshots/2/snapshot",
-            "booted": null,
-        }));
+            "booted": {"error": "statfs /: input/output error"},
+            "boot_environment": {
+                "known_good": {"id": 256, "path": "@/.snapshots/1/snapshot", "number": 1},
+                "trial": null,
+            },
+        });
+        assert_eq!(properties::degraded(&status), Ok(true));
         assert_eq!(
-            p,
-            StatusProperties {
-                degraded: true,
-                known_good: "@/.snapshots/1/snapshot".into(),
-                trial: "@/.snapshots/2/snapshot".into(),
-                booted: String::new(),
-            }
+            properties::known_good(&status).as_deref(),
+            Ok("@/.snapshots/1/snapshot")
         );
+        assert_eq!(properties::trial(&status).as_deref(), Ok(""));
         assert_eq!(
-            StatusProperties::from_status(&json!({"degraded": false})),
-            StatusProperties::default()
+            properties::booted(&status),
+            Err("statfs /: input/output error".to_owned())
         );
+
+        let unreadable = json!({
+            "degraded": null,
+            "boot_environment": {"error": "grubenv: both copies are damaged"},
+        });
+        assert_eq!(properties::degraded(&unreadable), Ok(false));
+        for get in [properties::known_good, properties::trial] {
+            assert_eq!(
+                get(&unreadable),
+                Err("grubenv: both copies are damaged".to_owned())
+            );
+        }
         assert_eq!(
-            StatusProperties::from_status(&json!([1, 2])),
-            StatusProperties::default()
+            properties::degraded(&json!({"degraded": {"error": "e"}})),
+            Err("e".into())
         );
+        assert_eq!(properties::booted(&json!([1, 2])).as_deref(), Ok(""));
     }
 }

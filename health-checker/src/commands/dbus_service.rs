@@ -8,13 +8,9 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::actions::Bus;
-use crate::commands::system::{LoadedConfig, System};
 use crate::dbus_service::{self, Provider};
-use crate::engine::BootEnv as _;
 use crate::exit::Code;
 use crate::paths::Root;
-use crate::snapshots::Snapshots as _;
 use crate::state::{unix_now, StateFile};
 
 /// Options of `dbus-service`.
@@ -47,53 +43,11 @@ pub fn last_verdict_provider(root: &Root) -> Provider {
     Box::new(move || last_verdict_json(&root))
 }
 
-/// The status of the system at `root` as JSON: `booted`, `default`,
-/// `known_good`, `trial` (snapshot objects `{id, path}` or `null`),
-/// `tries`, `good_fails`, `fallback`, `degraded` (object or `null`),
-/// `probes` (last result per probe), `boot` (this boot's phase verdicts)
-/// and `errors` (what could not be read, each naming the file and cause).
-/// A part that cannot be read is `null` and explained in `errors`; the
-/// whole fails only when nothing at all can be said.
+/// The status of the system at `root` as JSON: `health-checker status
+/// --json`'s document ([`crate::commands::status::Status`]).
 pub fn status_json(root: &Root) -> anyhow::Result<Value> {
-    let mut errors: Vec<String> = Vec::new();
-    let loaded = LoadedConfig::load(root);
-    if let Some(e) = &loaded.error {
-        errors.push(format!("configuration: {e} (using the defaults)"));
-    }
-    let sys = System::open(root, loaded.config, Bus::System, true)?;
-    let mut out = json!({
-        "booted": null, "default": null, "known_good": null, "trial": null,
-        "tries": null, "good_fails": null, "fallback": null,
-        "degraded": null, "probes": {}, "boot": null,
-    });
-    match sys.env.load() {
-        Ok(s) => {
-            out["known_good"] = json!(s.good);
-            out["trial"] = json!(s.trial);
-            out["tries"] = json!(s.tries);
-            out["good_fails"] = json!(s.good_fails);
-            out["fallback"] = json!(s.fallback);
-        }
-        Err(e) => errors.push(format!("boot environment: {e:#}")),
-    }
-    match sys.snapshots.booted() {
-        Ok(b) => out["booted"] = json!(b),
-        Err(e) => errors.push(format!("booted snapshot: {e:#}")),
-    }
-    match sys.snapshots.default_subvolume() {
-        Ok(d) => out["default"] = json!(d),
-        Err(e) => errors.push(format!("default subvolume: {e:#}")),
-    }
-    match read_state(&sys.state) {
-        Ok(s) => {
-            out["degraded"] = json!(s.degraded);
-            out["probes"] = json!(s.probes);
-            out["boot"] = json!(s.boot);
-        }
-        Err(e) => errors.push(format!("{e:#}")),
-    }
-    out["errors"] = json!(errors);
-    Ok(out)
+    let status = crate::commands::status::read(root)?;
+    serde_json::to_value(&status).context("encoding the status as JSON")
 }
 
 /// The verdicts of the most recent checked boot (`boot_id`, `early`,
