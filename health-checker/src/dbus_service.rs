@@ -9,7 +9,7 @@
 //!
 //! The interface is documented for users in `docs/dbus.md`.
 
-use anyhow::{anyhow, Context};
+use anyhow::{anyhow, bail, Context};
 use serde_json::Value;
 use zbus::blocking::connection::Builder;
 use zbus::blocking::Connection;
@@ -221,21 +221,36 @@ pub fn start(
     Ok(conn)
 }
 
-/// Serve until the process is stopped (`health-checker dbus-service`).
+/// Serve until the process is stopped (`health-checker dbus-service`), the
+/// name is lost or the bus goes away (both errors: systemd restarts the
+/// unit or bus activation starts it again).
 pub fn serve(
     address: Option<&str>,
     status: Provider,
     last_verdict: Provider,
 ) -> anyhow::Result<()> {
+    let bus = address.unwrap_or("the system bus");
     let conn = start(address, status, last_verdict)?;
     tracing::info!(
         "serving {HC_NAME} as {}",
         conn.unique_name().map_or("?", |n| n.as_str())
     );
-    // Requests are answered on zbus's own thread; this one only keeps the
-    // connection alive.
-    loop {
-        std::thread::park();
+    // Requests are answered on zbus's own thread; this one waits for the
+    // end: `NameLost` for our name, or the end of the connection.
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender("org.freedesktop.DBus")
+        .and_then(|b| b.interface("org.freedesktop.DBus"))
+        .and_then(|b| b.member("NameLost"))
+        .and_then(|b| b.add_arg(HC_NAME))
+        .map(|b| b.build())
+        .context("building the NameLost match rule")?;
+    let mut end = zbus::blocking::MessageIterator::for_match_rule(rule, &conn, None)
+        .with_context(|| format!("watching for the loss of {HC_NAME} on {bus}"))?;
+    match end.next() {
+        Some(Ok(_)) => bail!("lost the name {HC_NAME} on {bus}"),
+        Some(Err(e)) => Err(e).with_context(|| format!("the connection to {bus} failed")),
+        None => bail!("the connection to {bus} was closed"),
     }
 }
 

@@ -505,3 +505,35 @@ fn the_bus_policy_lets_everyone_read_and_only_root_change_anything() {
         .to_string();
     assert!(err.contains("UnknownMethod"), "{err}");
 }
+
+#[test]
+fn the_service_exits_with_an_error_when_the_bus_goes_away() {
+    let bus = PrivateBus::start();
+    let root = degraded_root();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_health-checker"))
+        .arg("--root")
+        .arg(root.path())
+        .args(["dbus-service", "--bus-address", &bus.address])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting health-checker dbus-service");
+    wait_for_service(&bus.address, &mut child);
+    drop(bus);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the service still runs 20 s after its bus went away");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("the connection to unix:path="), "{stderr}");
+}
