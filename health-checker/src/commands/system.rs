@@ -149,10 +149,7 @@ impl System {
 
     /// The boot state from the environment.
     pub fn boot_state(&self) -> anyhow::Result<BootState> {
-        self.env
-            .load()
-            .context("reading the boot environment")
-            .code(Code::BootEnv)
+        self.env.load().code(Code::BootEnv)
     }
 
     /// The booted snapshot.

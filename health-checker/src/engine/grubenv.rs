@@ -32,10 +32,8 @@ impl<F: Fs> BootEnv for GrubBootEnv<F> {
     /// booted into an environment GRUB never reads.
     fn load(&self) -> Result<BootState> {
         let primary = self.store.primary();
-        let loaded = self
-            .store
-            .load()
-            .with_context(|| format!("reading boot environment {primary}"))?;
+        // The store's errors name the file(s) already.
+        let loaded = self.store.load()?;
         if loaded.source == Source::Neither {
             bail!(
                 "boot environment {primary} does not exist (nor its backup); \
@@ -46,7 +44,7 @@ impl<F: Fs> BootEnv for GrubBootEnv<F> {
             tracing::warn!("boot environment: skipped {p} (the next write repairs it)");
         }
         BootState::from_keys(|k| loaded.env.get(k).map(str::to_owned))
-            .with_context(|| format!("reading boot environment {primary}"))
+            .with_context(|| format!("{primary}"))
     }
 
     fn store(&self, changes: &[(&'static str, Option<String>)]) -> Result<()> {
