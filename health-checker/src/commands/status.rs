@@ -438,6 +438,19 @@ fn summarise(
 
 /// Run `status`.
 pub fn run(root: &Root, args: &StatusArgs) -> anyhow::Result<Code> {
+    let status = read(root)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", super::status_print::text(&status));
+    }
+    Ok(status.code())
+}
+
+/// The status of the system at `root`, from its configuration (or the
+/// defaults, when it cannot be read, shown as a failure in its place).
+/// Fails only when not even the defaults' seams can be opened.
+pub fn read(root: &Root) -> anyhow::Result<Status> {
     let loaded = LoadedConfig::load(root);
     let config_error = loaded.error.clone();
     let status = match System::open(root, loaded.config.clone(), Bus::System, true) {
@@ -455,16 +468,10 @@ pub fn run(root: &Root, args: &StatusArgs) -> anyhow::Result<Code> {
             s
         }
     };
-    let status = match &config_error {
+    Ok(match &config_error {
         Some(e) => status.with_config_error(e),
         None => status,
-    };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        print!("{}", super::status_print::text(&status));
-    }
-    Ok(status.code())
+    })
 }
 
 #[cfg(test)]
