@@ -67,6 +67,10 @@ pub enum Command {
     /// Fail the boot if no verdict is reached in time (run by
     /// health-checker-deadline.service).
     Deadline(crate::commands::deadline::DeadlineArgs),
+    /// Serve the status on the D-Bus system bus (run by
+    /// health-checker-dbus.service).
+    #[command(hide = true)]
+    DbusService(crate::commands::dbus_service::DbusServiceArgs),
 }
 
 /// `probes` subcommands.
@@ -97,5 +101,6 @@ pub fn run(cli: Cli) -> anyhow::Result<Code> {
         Command::MarkBad(args) => crate::commands::mark::run_bad(&root, &args),
         Command::Rollback(args) => crate::commands::rollback::run(&root, &args),
         Command::Deadline(args) => crate::commands::deadline::run(&root, &args),
+        Command::DbusService(args) => crate::commands::dbus_service::run(&root, &args),
     }
 }

@@ -11,6 +11,7 @@ pub mod bootenv;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dbus_service;
 pub mod engine;
 pub mod exit;
 pub mod fsutil;

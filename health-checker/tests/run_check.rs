@@ -103,6 +103,9 @@ struct FakeActions {
     /// Event kinds in the history file at the moment the reboot was asked.
     history_at_reboot: RefCell<Option<Vec<EventKind>>>,
     alerts: RefCell<Vec<Alert>>,
+    /// `(summary, details)` of every promotion notice.
+    promotions: RefCell<Vec<(String, serde_json::Value)>>,
+    fail_promoted: bool,
 }
 
 impl Actions for FakeActions {
@@ -128,6 +131,16 @@ impl Actions for FakeActions {
             .borrow_mut()
             .push(format!("alert {:?}", alert.kind));
         self.alerts.borrow_mut().push(alert.clone());
+        Ok(())
+    }
+    fn notify_promoted(&self, summary: &str, details: &serde_json::Value) -> Result<()> {
+        self.log.borrow_mut().push("promoted".into());
+        self.promotions
+            .borrow_mut()
+            .push((summary.to_owned(), details.clone()));
+        if self.fail_promoted {
+            bail!("the system bus went away");
+        }
         Ok(())
     }
 }
@@ -175,6 +188,8 @@ impl World {
                 history: history.clone(),
                 history_at_reboot: RefCell::new(None),
                 alerts: RefCell::default(),
+                promotions: RefCell::default(),
+                fail_promoted: false,
             },
             state: StateFile::new(&root),
             history,
@@ -312,7 +327,7 @@ fn passing_trial_is_promoted_without_reboot() {
     let w = World::new(&armed_t(), 2, 2);
     let r = w.check(&report(Phase::Late, true), false).unwrap();
     assert!(matches!(r.decision.action, Action::Promote { .. }));
-    assert_eq!(w.log(), ["env-store"]);
+    assert_eq!(w.log(), ["env-store", "promoted"]);
     assert_eq!(w.key("hc_good").as_deref(), Some("@/.snapshots/2/snapshot"));
     assert_eq!(w.key("hc_good_id").as_deref(), Some("257"));
     assert_eq!(w.key("hc_trial"), None);
@@ -320,6 +335,35 @@ fn passing_trial_is_promoted_without_reboot() {
         w.history_kinds(),
         [EventKind::Verdict, EventKind::Promotion]
     );
+    // A notice, not an alarm: no alert channel is used.
+    assert!(w.actions.alerts.borrow().is_empty());
+    let promotions = w.actions.promotions.borrow();
+    let (summary, details) = &promotions[0];
+    assert!(summary.contains("@/.snapshots/2/snapshot"), "{summary}");
+    assert_eq!(details["booted"]["path"], "@/.snapshots/2/snapshot");
+    assert_eq!(details["verdict"], "pass");
+}
+
+#[test]
+fn a_failed_promotion_notice_is_reported_but_the_promotion_stands() {
+    let mut w = World::new(&armed_t(), 2, 2);
+    w.actions.fail_promoted = true;
+    let err = w.check(&report(Phase::Late, true), false).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("announcing the promotion"), "{msg}");
+    assert!(msg.contains("the system bus went away"), "{msg}");
+    assert_eq!(w.key("hc_good").as_deref(), Some("@/.snapshots/2/snapshot"));
+    assert_eq!(
+        w.history_kinds(),
+        [EventKind::Verdict, EventKind::Promotion]
+    );
+}
+
+#[test]
+fn a_failing_trial_announces_no_promotion() {
+    let w = World::new(&armed_t(), 2, 2);
+    w.check(&report(Phase::Late, false), false).unwrap();
+    assert!(w.actions.promotions.borrow().is_empty());
 }
 
 #[test]

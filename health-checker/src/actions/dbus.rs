@@ -28,10 +28,14 @@ pub const SYSTEMD_MANAGER: &str = "org.freedesktop.systemd1.Manager";
 pub const SYSTEMD_PRIVATE: &str = "/run/systemd/private";
 
 /// Our interface and object for alert signals. The signal names are the
-/// alert kinds (`Rollback`, `GrubFallback`, `Degraded`), with two string
-/// arguments: the one-line summary and the alert as JSON.
+/// alert kinds (`Rollback`, `GrubFallback`, `Degraded`) and `Promoted`, with
+/// two string arguments: the one-line summary and the alert as JSON.
 pub const HC_INTERFACE: &str = "io.github.healthchecker.HealthChecker1";
 pub const HC_PATH: &str = "/io/github/healthchecker/HealthChecker1";
+/// The well-known bus name of our D-Bus service.
+pub const HC_NAME: &str = "io.github.healthchecker.HealthChecker1";
+/// The signal sent when a snapshot is promoted to known-good.
+pub const PROMOTED_SIGNAL: &str = "Promoted";
 
 /// How long a D-Bus call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(25);

@@ -53,4 +53,13 @@ pub trait Actions {
     /// Send an alert to every configured channel. A channel that fails is
     /// reported in the error but does not keep the others from being tried.
     fn alert(&self, alert: &Alert) -> anyhow::Result<()>;
+    /// Tell listeners that `snapshot` was promoted to known-good: a notice,
+    /// not an alarm (no login message, no `wall`, no alert hooks). The real
+    /// implementation emits the D-Bus signal `Promoted(summary, json)`,
+    /// where the JSON is `{"kind": "promoted", "summary", "details"}` like
+    /// an alert's. The default does nothing.
+    fn notify_promoted(&self, summary: &str, details: &serde_json::Value) -> anyhow::Result<()> {
+        let _ = (summary, details);
+        Ok(())
+    }
 }

@@ -75,23 +75,28 @@ impl SystemActions {
     }
 
     fn signal(&self, alert: &Alert, json: &str) -> anyhow::Result<()> {
+        self.emit(
+            journal::signal_name(alert.kind),
+            &motd::printable(&alert.summary),
+            json,
+        )
+    }
+
+    /// Emit our signal `name` on the configured bus; no system bus here is
+    /// not an error (there is nobody to tell).
+    fn emit(&self, name: &str, summary: &str, json: &str) -> anyhow::Result<()> {
         let conn = match &self.settings.bus {
             Bus::Address(a) => dbus::connect_address(a)?,
             Bus::System => match dbus::connect_system() {
                 Ok(c) => c,
                 Err(e) if dbus::is_absent(&e) => {
-                    tracing::info!("no D-Bus system bus here; alert signal not sent: {e:#}");
+                    tracing::info!("no D-Bus system bus here; signal {name} not sent: {e:#}");
                     return Ok(());
                 }
                 Err(e) => return Err(e),
             },
         };
-        dbus::emit_alert(
-            &conn,
-            journal::signal_name(alert.kind),
-            &motd::printable(&alert.summary),
-            json,
-        )
+        dbus::emit_alert(&conn, name, summary, json)
     }
 }
 
@@ -192,5 +197,15 @@ impl Actions for SystemActions {
         } else {
             Err(AlertFailures { tried, failures }.into())
         }
+    }
+
+    fn notify_promoted(&self, summary: &str, details: &serde_json::Value) -> anyhow::Result<()> {
+        let json = serde_json::json!({
+            "kind": "promoted",
+            "summary": summary,
+            "details": details,
+        })
+        .to_string();
+        self.emit(dbus::PROMOTED_SIGNAL, &motd::printable(summary), &json)
     }
 }

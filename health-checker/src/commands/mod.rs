@@ -5,6 +5,7 @@ pub mod arm;
 pub mod change;
 pub mod check;
 pub mod config_show;
+pub mod dbus_service;
 pub mod deadline;
 pub mod history_show;
 pub mod mark;

@@ -216,4 +216,8 @@ impl Actions for CheckActions<'_> {
     fn alert(&self, alert: &Alert) -> anyhow::Result<()> {
         self.system.actions.alert(alert)
     }
+
+    fn notify_promoted(&self, summary: &str, details: &serde_json::Value) -> anyhow::Result<()> {
+        self.system.actions.notify_promoted(summary, details)
+    }
 }

@@ -276,6 +276,16 @@ pub fn run_check(
             problems.push(e.context(format!("sending the {:?} alert", alert.kind)));
         }
     }
+    // A promotion is news, not an alarm: a signal for listeners only.
+    if let Action::Promote { snapshot } = &d.action {
+        let summary = format!(
+            "{} passed its health checks and is now known-good",
+            snapshot.path
+        );
+        if let Err(e) = actions.notify_promoted(&summary, &details(&report, opts.report)) {
+            problems.push(e.context(format!("announcing the promotion of {}", snapshot.path)));
+        }
+    }
     // 5. Reboot.
     if d.wants_reboot() {
         let why = d.explanation.last().cloned().unwrap_or_default();
@@ -306,9 +316,10 @@ fn with_problems(e: anyhow::Error, problems: &[anyhow::Error]) -> anyhow::Error 
     anyhow!("{e:#} (and before that: {})", list.join("; "))
 }
 
-fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
+/// The full record of a decision, as alerts and notices carry it.
+fn details(report: &CheckReport, phase: &PhaseReport) -> serde_json::Value {
     let d = &report.decision;
-    let details = json!({
+    json!({
         "booted": report.booted,
         "default": report.default,
         "phase": phase.phase,
@@ -317,7 +328,12 @@ fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
         "fallback": d.fallback,
         "probes": phase.probes,
         "explanation": d.explanation,
-    });
+    })
+}
+
+fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
+    let d = &report.decision;
+    let details = details(report, phase);
     // `snapshot`: the snapshot the alert is about (the journal's SNAPSHOT
     // field): the trial GRUB gave up on, the trial rolled back, the
     // snapshot that entered degraded mode.

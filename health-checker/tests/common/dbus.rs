@@ -20,11 +20,32 @@ impl PrivateBus {
     /// Start a bus that lets anyone own any name and send anything. Fails
     /// the test loudly when `dbus-daemon` is missing.
     pub fn start() -> Self {
+        Self::start_with_policy(
+            r#"  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow receive_sender="*"/>
+    <allow eavesdrop="true"/>
+  </policy>"#,
+        )
+    }
+
+    /// Start a bus whose configuration has these policy elements (and
+    /// `<include>`s) instead of the permissive default. The socket's
+    /// directory is readable by everyone, so that clients running as other
+    /// users can connect.
+    pub fn start_with_policy(policy: &str) -> Self {
         let daemon = require::program("dbus-daemon", "dbus-daemon (or dbus)");
         let dir = tempfile::Builder::new()
             .prefix("hc-dbus-")
             .tempdir()
             .expect("creating a temporary directory");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+                .expect("opening the bus directory to other users");
+        }
         let socket = dir.path().join("bus");
         let config = dir.path().join("bus.conf");
         std::fs::write(
@@ -36,16 +57,11 @@ impl PrivateBus {
   <type>custom</type>
   <listen>unix:path={}</listen>
   <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow receive_sender="*"/>
-    <allow eavesdrop="true"/>
-  </policy>
+{}
 </busconfig>
 "#,
-                socket.display()
+                socket.display(),
+                policy
             ),
         )
         .expect("writing the bus configuration");
