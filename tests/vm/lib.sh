@@ -81,6 +81,18 @@ vm_esp() {
 
 # ---------------------------------------------------------------- the btrfs partition
 
+# vm_loop_detach LOOP IMAGE: detaches LOOP only while it is still attached to
+# IMAGE. Cleanup at exit runs long after a device was detached, and by then
+# its number may belong to another process's image (loop numbers are reused
+# at once): detaching that one would pull a disk from under it (a busy loop
+# device is only marked to go away, and goes when it is unmounted).
+vm_loop_detach() {
+    local back
+    back=$(losetup -n -O BACK-FILE "$1" 2>/dev/null) || return 0
+    [ "${back% (deleted)}" = "$(readlink -f "$2")" ] || return 0
+    losetup -d "$1"
+}
+
 # vm_btrfs_mount IMAGE MOUNTPOINT: attaches the root partition of IMAGE to a
 # loop device and mounts its top-level subvolume (ID 5) at MOUNTPOINT.
 # Undone by vm_btrfs_umount or, failing that, at exit.
@@ -89,7 +101,7 @@ vm_btrfs_mount() {
     read -r off size < <(vm_part_geometry "$img" 2)
     loop=$(losetup --find --show -o "$off" --sizelimit "$size" "$img") ||
         vm_die "attaching the btrfs partition of $img to a loop device"
-    vm_on_exit "losetup -d $loop 2>/dev/null || true"
+    vm_on_exit "vm_loop_detach $loop '$img' 2>/dev/null || true"
     mkdir -p "$mnt"
     mount -t btrfs -o subvolid=5 "$loop" "$mnt" || { losetup -d "$loop"; vm_die "mounting $loop on $mnt"; }
     vm_on_exit "mountpoint -q $mnt && umount $mnt || true"
