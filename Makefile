@@ -90,6 +90,8 @@ install: $(BIN)
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/health-checker/plugins.d $(DESTDIR)$(SYSCONFDIR)/health-checker/config.d $(DESTDIR)$(SYSCONFDIR)/health-checker/alert.d
 	for f in grub/[0-9][0-9]_*; do [ -f "$$f" ] || continue; \
 	    $(INSTALL) -D -m 0755 "$$f" $(DESTDIR)$(SYSCONFDIR)/grub.d/$$(basename $$f) || exit 1; done
+	[ -e $(DESTDIR)$(SYSCONFDIR)/default/health-checker-grub ] || \
+	    $(INSTALL) -D -m 0644 grub/default/health-checker-grub $(DESTDIR)$(SYSCONFDIR)/default/health-checker-grub
 	$(INSTALL) -d $(DESTDIR)$(MANDIR)/man8
 	$(BIN) generate --man $(DESTDIR)$(MANDIR)/man8 --completions $(DESTDIR)$(DATADIR)/health-checker-completions
 	$(INSTALL) -D -m 0644 $(DESTDIR)$(DATADIR)/health-checker-completions/bash/health-checker.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/health-checker
