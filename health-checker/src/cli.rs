@@ -42,7 +42,7 @@ pub enum Command {
     /// Write manual pages and shell completions (used by `make install`).
     #[command(hide = true)]
     Generate(crate::generate::GenerateArgs),
-    /// Run the probes of a phase and print the verdict.
+    /// Run the probes of a phase, judge the boot and act on the verdict.
     Check(crate::commands::check::CheckArgs),
     /// List the probes or run one by hand.
     #[command(subcommand)]
