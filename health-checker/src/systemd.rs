@@ -131,22 +131,6 @@ impl Systemd {
             })
             .collect())
     }
-
-    /// Stop unit `name` (`replace` mode). Returns the job's object path once
-    /// the job is queued; it does not wait for the unit to be stopped.
-    pub fn stop_unit(&self, name: &str) -> anyhow::Result<OwnedObjectPath> {
-        self.manager()?
-            .call("StopUnit", &(name, "replace"))
-            .with_context(|| format!("asking systemd to stop {name}"))
-    }
-
-    /// Ask systemd for a clean reboot (services stop first). Returns once
-    /// the request is accepted.
-    pub fn reboot(&self) -> anyhow::Result<()> {
-        self.manager()?
-            .call::<_, _, ()>("Reboot", &())
-            .context("asking systemd to reboot")
-    }
 }
 
 fn describe(bus: &Bus) -> String {

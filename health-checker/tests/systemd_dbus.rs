@@ -18,15 +18,8 @@ use zbus::zvariant::{ObjectPath, OwnedObjectPath};
 
 type States = Arc<Mutex<BTreeMap<String, (String, String, String)>>>;
 
-#[derive(Default, Clone)]
-struct Record {
-    stopped: Arc<Mutex<Vec<(String, String)>>>,
-    reboots: Arc<Mutex<u32>>,
-}
-
 struct Manager {
     states: States,
-    record: Record,
 }
 
 fn unit_path(name: &str) -> OwnedObjectPath {
@@ -91,21 +84,6 @@ impl Manager {
                 )
             })
             .collect()
-    }
-
-    fn stop_unit(&self, name: &str, mode: &str) -> OwnedObjectPath {
-        self.record
-            .stopped
-            .lock()
-            .unwrap()
-            .push((name.into(), mode.into()));
-        ObjectPath::try_from("/org/freedesktop/systemd1/job/1")
-            .unwrap()
-            .into()
-    }
-
-    fn reboot(&self) {
-        *self.record.reboots.lock().unwrap() += 1;
     }
 
     /// A start job, running, for every unit that is activating.
@@ -175,7 +153,6 @@ struct FakeSystemd {
     bus: PrivateBus,
     _conn: zbus::blocking::Connection,
     states: States,
-    record: Record,
 }
 
 impl FakeSystemd {
@@ -187,7 +164,6 @@ impl FakeSystemd {
                 .map(|(n, l, a, s)| (n.to_string(), (l.to_string(), a.to_string(), s.to_string())))
                 .collect(),
         ));
-        let record = Record::default();
         let mut b = zbus::blocking::connection::Builder::address(bus.address.as_str())
             .unwrap()
             .name("org.freedesktop.systemd1")
@@ -196,7 +172,6 @@ impl FakeSystemd {
                 "/org/freedesktop/systemd1",
                 Manager {
                     states: Arc::clone(&states),
-                    record: record.clone(),
                 },
             )
             .unwrap();
@@ -216,7 +191,6 @@ impl FakeSystemd {
             bus,
             _conn: conn,
             states,
-            record,
         }
     }
 
@@ -272,20 +246,6 @@ fn the_client_lists_unfinished_jobs() {
         ),
         ("slow.service", "start", "running")
     );
-}
-
-#[test]
-fn the_client_stops_units_and_reboots() {
-    let fake = FakeSystemd::start(&units());
-    let sd = Systemd::connect(&fake.addr()).unwrap();
-    let job = sd.stop_unit("db.service").unwrap();
-    assert_eq!(job.as_str(), "/org/freedesktop/systemd1/job/1");
-    sd.reboot().unwrap();
-    assert_eq!(
-        *fake.record.stopped.lock().unwrap(),
-        [("db.service".to_string(), "replace".to_string())]
-    );
-    assert_eq!(*fake.record.reboots.lock().unwrap(), 1);
 }
 
 #[test]

@@ -38,24 +38,22 @@ pub fn signal_name(kind: AlertKind) -> &'static str {
 /// The snapshot an alert is about, from its details: `snapshot` as a path,
 /// or as an object with a `path`.
 pub fn snapshot_of(alert: &Alert) -> String {
-    match alert.details.get("snapshot") {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(v) => v
-            .get("path")
-            .and_then(|p| p.as_str())
-            .unwrap_or_default()
-            .to_string(),
-        None => String::new(),
-    }
+    detail(alert, "snapshot", "path")
 }
 
 /// The verdict an alert reports, from its details: `verdict` as a string,
 /// or as an object with a `verdict`.
 pub fn verdict_of(alert: &Alert) -> String {
-    match alert.details.get("verdict") {
+    detail(alert, "verdict", "verdict")
+}
+
+/// `details[key]` as a string, or `details[key][inner]` when it is an
+/// object; empty when absent.
+fn detail(alert: &Alert, key: &str, inner: &str) -> String {
+    match alert.details.get(key) {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(v) => v
-            .get("verdict")
+            .get(inner)
             .and_then(|p| p.as_str())
             .unwrap_or_default()
             .to_string(),
