@@ -17,7 +17,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN ?= $(TARGET_DIR)/release/health-checker
 INSTALL ?= install
 
-.PHONY: all build deps vm-deps test test-unit test-vm lint bench install uninstall check-install demo
+.PHONY: release-bin all build deps vm-deps test test-unit test-vm lint bench install uninstall check-install demo
 
 all: build
 
@@ -68,7 +68,7 @@ UNITS := health-checker-early.service health-checker-late.service \
          health-checker-dbus.service
 DBUS_NAME := io.github.healthchecker.HealthChecker1
 
-install: $(BIN)
+install: release-bin
 	$(INSTALL) -D -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/health-checker
 	$(INSTALL) -d $(DESTDIR)$(UNITDIR)
 	for u in $(UNITS); do \
@@ -101,7 +101,8 @@ install: $(BIN)
 	$(INSTALL) -D -m 0644 README.md $(DESTDIR)$(DATADIR)/doc/health-checker/README.md
 	for f in docs/*.md; do $(INSTALL) -m 0644 "$$f" $(DESTDIR)$(DATADIR)/doc/health-checker/ || exit 1; done
 
-$(BIN):
+# Always asked of cargo (incremental): a stale binary must never be installed.
+release-bin:
 	$(CARGO) build --release -p health-checker
 
 uninstall:
@@ -121,5 +122,5 @@ uninstall:
 	@echo "left in place: $(SYSCONFDIR)/health-checker (admin configuration) and /var/lib/health-checker (history)"
 
 # The install layout and the units, checked: tests/install/check.
-check-install: $(BIN)
+check-install: release-bin
 	tests/install/check
