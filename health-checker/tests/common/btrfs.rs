@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use super::require;
 
@@ -151,7 +152,7 @@ impl BtrfsImage {
     /// remains unless the test made one.
     pub fn unmount_top(&mut self) {
         if self.top_mounted {
-            run("umount", &[s(&self.top)]);
+            umount(&self.top);
             self.top_mounted = false;
         }
     }
@@ -298,7 +299,7 @@ impl BtrfsImage {
     /// filesystem is then only on disk.
     pub fn unmount_all(&mut self) {
         while let Some(m) = self.mounts.pop() {
-            run("umount", &[s(&m)]);
+            umount(&m);
         }
         self.unmount_top();
     }
@@ -314,12 +315,48 @@ impl BtrfsImage {
     }
 }
 
+/// How long an unmount is retried while the mount is busy.
+const BUSY_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Try to unmount `p`, retrying while the kernel says it is busy. A mount
+/// can be busy for a moment without anything being wrong: libbtrfsutil opens
+/// the paths it is given without `O_CLOEXEC`, so a program another test
+/// thread starts at that instant (`mkfs.btrfs`, `mount`, ...) inherits the
+/// descriptor and holds the mount until it exits. Returns the last failure.
+fn try_umount(p: &Path) -> Result<(), String> {
+    let start = Instant::now();
+    loop {
+        let out = Command::new("umount")
+            .arg(p)
+            .output()
+            .map_err(|e| format!("running umount: {e}"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !err.contains("busy") || start.elapsed() > BUSY_PATIENCE {
+            return Err(format!(
+                "umount {} failed ({}): {err}",
+                p.display(),
+                out.status
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Unmount `p`; panic when it stays mounted.
+fn umount(p: &Path) {
+    if let Err(e) = try_umount(p) {
+        panic!("{e}");
+    }
+}
+
+/// Unmount `p` on the way out of a test; detach it lazily when it stays
+/// busy, and only warn if even that fails.
 fn quiet_umount(p: &Path) {
-    let ok = Command::new("umount")
-        .arg(p)
-        .status()
-        .is_ok_and(|st| st.success());
-    if !ok {
+    if let Err(e) = try_umount(p) {
+        eprintln!("warning: {e}");
         let lazy = Command::new("umount").arg("-l").arg(p).status();
         if !lazy.is_ok_and(|st| st.success()) {
             eprintln!("warning: could not unmount {}", p.display());
