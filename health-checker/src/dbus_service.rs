@@ -276,9 +276,21 @@ pub fn fetch_status(address: Option<&str>) -> anyhow::Result<Option<Value>> {
     {
         return Ok(None);
     }
-    let reply = conn
-        .call_method(Some(HC_NAME), HC_PATH, Some(HC_INTERFACE), "GetStatus", &())
-        .with_context(|| format!("calling {HC_INTERFACE}.GetStatus"))?;
+    let reply = match conn.call_method(Some(HC_NAME), HC_PATH, Some(HC_INTERFACE), "GetStatus", &())
+    {
+        Ok(reply) => reply,
+        // The service stopped between the two calls: not running.
+        Err(zbus::Error::MethodError(name, _, _))
+            if matches!(
+                name.as_str(),
+                "org.freedesktop.DBus.Error.ServiceUnknown"
+                    | "org.freedesktop.DBus.Error.NameHasNoOwner"
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e).with_context(|| format!("calling {HC_INTERFACE}.GetStatus")),
+    };
     let text: String = reply
         .body()
         .deserialize()

@@ -53,6 +53,11 @@ impl Systemd {
         Ok(Systemd { conn })
     }
 
+    /// Use an existing connection on which systemd's manager answers.
+    pub fn from_connection(conn: Connection) -> Self {
+        Systemd { conn }
+    }
+
     fn proxy<'a>(&'a self, path: &'a str, iface: &'a str) -> anyhow::Result<Proxy<'a>> {
         proxy::Builder::new(&self.conn)
             .destination(DEST)?

@@ -537,11 +537,7 @@ fn systemd_is_reached_directly_on_its_private_socket() {
     let server_calls = c.clone();
     std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
-        // The replacement takes an async-io stream, a dependency of its own
-        // for this one test; the std form works with zbus's async-io
-        // runtime, which is the one in use.
-        #[allow(deprecated)]
-        let conn = Builder::unix_stream(stream)
+        let conn = Builder::async_io_unix_stream(stream)
             .server(zbus::Guid::generate())
             .unwrap()
             .p2p()

@@ -44,15 +44,10 @@ pub const CALL_TIMEOUT: Duration = Duration::from_secs(25);
 pub const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 
 /// A connection on which systemd's manager answers: the system bus once it
-/// is up, systemd's private socket before that (the early phase).
-///
-/// The system bus comes first because zbus (5.x) cannot read what systemd
-/// sends on its private socket: systemd stamps those messages with the
-/// sender `org.freedesktop.systemd1`, which is not a unique name, and
-/// zbus's connection thread panics on it, so every reply is lost and the
-/// call times out (seen in the VM tests: each call took `CALL_TIMEOUT`).
-/// A request still reaches systemd, so a reboot asked for on the private
-/// socket happens, but its reply is never read.
+/// is up, systemd's private socket before that (the early phase, and late
+/// in a shutdown). The private socket is reached through a relay
+/// ([`super::private_socket`]) because zbus cannot read the sender systemd
+/// puts on its messages there.
 pub fn connect_systemd(bus: &Bus) -> anyhow::Result<Connection> {
     match bus {
         Bus::Address(addr) => connect_address(addr),
@@ -75,10 +70,7 @@ pub fn connect_systemd(bus: &Bus) -> anyhow::Result<Connection> {
 /// A direct (peer-to-peer, no bus daemon) connection to the process
 /// listening on the socket `path`, as to systemd's private socket.
 pub fn connect_direct(path: &std::path::Path) -> anyhow::Result<Connection> {
-    let addr = format!("unix:path={}", path.display());
-    Builder::address(addr.as_str())
-        .and_then(|b| b.p2p().method_timeout(CALL_TIMEOUT).build())
-        .with_context(|| format!("connecting directly to {}", path.display()))
+    super::private_socket::connect(path)
 }
 
 /// A connection to the bus at `addr`.
