@@ -190,6 +190,17 @@ fn boot_id() -> String {
         .to_owned()
 }
 
+/// What `status` prints for a user who is not root: the JSON the D-Bus
+/// service sends, read back and shown as text.
+fn text_via_service(json: &Value) -> (String, health_checker::exit::Code) {
+    let status: health_checker::commands::status::Status =
+        serde_json::from_value(json.clone()).expect("the status JSON reads back");
+    (
+        health_checker::commands::status_print::text(&status),
+        status.code(),
+    )
+}
+
 #[test]
 fn status_of_a_healthy_system_reads_everything() {
     let s = Sys::new(1, 1, "");
@@ -235,6 +246,10 @@ fn status_of_a_healthy_system_reads_everything() {
         );
     }
     assert!(!r.stdout.contains("error"), "{}", r.stdout);
+    assert_eq!(
+        text_via_service(&v),
+        (r.stdout, health_checker::exit::Code::Ok)
+    );
 }
 
 #[test]
@@ -268,8 +283,11 @@ fn status_on_a_torn_environment_shows_the_error_in_place() {
     assert_eq!(v["history"], serde_json::json!([]));
     assert_eq!(v["state"], "unknown");
 
+    let (via_service, code) = text_via_service(&v);
     let r = s.hc(&["status"]);
     assert_eq!(r.code, 4, "{r:?}");
+    assert_eq!(via_service, r.stdout);
+    assert_ne!(code, health_checker::exit::Code::Ok);
     let boot_env = r
         .stdout
         .lines()

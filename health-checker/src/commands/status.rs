@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use clap::Args;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::system::{LoadedConfig, System};
 use crate::actions::Bus;
@@ -89,6 +89,23 @@ impl<T> Item<T> {
     }
 }
 
+/// Read back what [`Item`]'s `Serialize` wrote (the D-Bus service sends
+/// it): an object whose only key is `error` is a failure, with the runtime
+/// exit code since the original code is not sent.
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Item<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let value = serde_json::Value::deserialize(d)?;
+        if let Some(map) = value.as_object() {
+            if let (1, Some(serde_json::Value::String(message))) = (map.len(), map.get("error")) {
+                return Ok(Item::failed(message.clone(), Code::Runtime));
+            }
+        }
+        T::deserialize(value)
+            .map(Item::Ok)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// The value as itself; a failure as `{"error": "..."}`.
 impl<T: Serialize> Serialize for Item<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -104,7 +121,7 @@ impl<T: Serialize> Serialize for Item<T> {
 }
 
 /// A snapshot as status shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub id: u64,
     pub path: String,
@@ -124,7 +141,7 @@ impl From<&SnapshotRef> for Snapshot {
 }
 
 /// What the boot environment says.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EnvStatus {
     /// The known-good snapshot (`hc_good`); null: none yet.
     pub known_good: Option<Snapshot>,
@@ -138,14 +155,14 @@ pub struct EnvStatus {
     /// GRUB's fall-back mark (`hc_fallback`): the trial it gave up on.
     pub fallback: Option<String>,
     /// Which entry GRUB says it chose for this boot (`hc_booted`).
-    pub grub_booted: Option<&'static str>,
+    pub grub_booted: Option<String>,
     /// Failed-and-rebooted boots of the known-good in a row
     /// (`hc_good_fails`).
     pub good_failures: u32,
 }
 
 /// The phases of the running boot, from `state.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThisBoot {
     /// The kernel's boot ID.
     pub boot_id: String,
@@ -156,7 +173,7 @@ pub struct ThisBoot {
 }
 
 /// The settings status depends on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConfigStatus {
     /// Where the boot environment is read from.
     pub boot_environment: String,
@@ -169,11 +186,11 @@ pub struct ConfigStatus {
 }
 
 /// The whole status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Status {
     /// One word for programs: `good`, `trial-booted`, `trial-armed`,
     /// `fallback`, `no-known-good`, `manual`, `degraded` or `unknown`.
-    pub state: &'static str,
+    pub state: String,
     /// One line for people.
     pub summary: String,
     /// The snapshot mounted at `/`.
@@ -295,7 +312,7 @@ fn gather(sys: &System, env: Item<BootState>) -> Status {
         degraded.ok().and_then(|d| d.as_ref()),
     );
     Status {
-        state: state_word,
+        state: state_word.to_owned(),
         summary,
         booted: map(&booted_ref, |b| Snapshot::from(b)),
         default: map(&default_ref, |d| Snapshot::from(d)),
@@ -341,7 +358,7 @@ fn env_status(sys: &System, s: &BootState) -> EnvStatus {
         trial: s.trial.as_ref().map(Snapshot::from),
         attempts_left: s.trial.as_ref().map(|_| s.tries),
         fallback: s.fallback.clone(),
-        grub_booted: s.booted.map(|b| b.as_str()),
+        grub_booted: s.booted.map(|b| b.as_str().to_owned()),
         good_failures: s.good_fails,
     }
 }
@@ -442,15 +459,7 @@ pub fn run(root: &Root, args: &StatusArgs) -> anyhow::Result<Code> {
     // D-Bus service (which runs as root) when it is there.
     if root.is_host() && !nix::unistd::geteuid().is_root() {
         if let Ok(Some(v)) = crate::dbus_service::fetch_status(None) {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                let summary = v["summary"].as_str().unwrap_or("(no summary)");
-                println!("health-checker: {summary}");
-                println!("(from the health-checker D-Bus service; run as root for the full view)");
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            }
-            return Ok(Code::Ok);
+            return print_from_service(v, args.json);
         }
     }
     let status = read(root)?;
@@ -460,6 +469,30 @@ pub fn run(root: &Root, args: &StatusArgs) -> anyhow::Result<Code> {
         print!("{}", super::status_print::text(&status));
     }
     Ok(status.code())
+}
+
+/// Print the status the D-Bus service sent, as `status` prints its own.
+fn print_from_service(v: serde_json::Value, json: bool) -> anyhow::Result<Code> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(Code::Ok);
+    }
+    match serde_json::from_value::<Status>(v.clone()) {
+        Ok(status) => {
+            print!("{}", super::status_print::text(&status));
+            println!("\n(as the health-checker D-Bus service reports it)");
+            Ok(status.code())
+        }
+        Err(e) => {
+            // A service of another version: its own words, as JSON.
+            tracing::debug!("the service's status does not read as this version's: {e}");
+            let summary = v["summary"].as_str().unwrap_or("(no summary)");
+            println!("health-checker: {summary}");
+            println!("(from the health-checker D-Bus service, whose status format differs from this program's)");
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(Code::Ok)
+        }
+    }
 }
 
 /// The status of the system at `root`, from its configuration (or the

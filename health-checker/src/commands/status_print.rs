@@ -69,7 +69,7 @@ pub fn text(s: &Status) -> String {
                 "GRUB",
                 format!(
                     "entry booted: {}; fall-back mark: {}",
-                    e.grub_booted.unwrap_or("not recorded"),
+                    e.grub_booted.as_deref().unwrap_or("not recorded"),
                     e.fallback.as_deref().unwrap_or("none")
                 ),
             );
