@@ -93,4 +93,41 @@ fn main() {
     }
     let runs: Vec<Duration> = (0..ROUNDS).map(|_| sequential(dir.path())).collect();
     report("one after another (as run-parts)", &runs);
+    sweep_cost();
+}
+
+/// What each probe's end pays to find processes that left its group: one
+/// scan of every process's environment, here with 1000 extra processes
+/// running.
+fn sweep_cost() {
+    const EXTRA: usize = 1000;
+    const SWEEPS: usize = 20;
+    let mut extra: Vec<_> = (0..EXTRA)
+        .map(|_| Command::new("sleep").arg("600").spawn().unwrap())
+        .collect();
+    let processes = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .count();
+    let runs: Vec<Duration> = (0..SWEEPS)
+        .map(|_| {
+            let start = Instant::now();
+            let killed = health_checker::probes::process::sweep("no-such-run");
+            assert_eq!(killed, 0);
+            start.elapsed()
+        })
+        .collect();
+    for c in &mut extra {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    let ms: Vec<f64> = runs.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+    let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+    let min = ms.iter().cloned().fold(f64::INFINITY, f64::min);
+    let max = ms.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "sweep for escaped processes ({processes} processes)  mean {mean:.2} ms  min {min:.2} ms  max {max:.2} ms  ({} runs)",
+        ms.len()
+    );
 }

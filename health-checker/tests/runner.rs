@@ -123,18 +123,66 @@ fn a_process_that_escapes_the_group_and_holds_the_pipe_cannot_stall_the_runner()
     assert_eq!(p.result, Outcome::Pass);
     assert!(p.output.contains("bye"), "{p:?}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    // Clean up the escaped process.
-    for _ in 0..50 {
-        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                break;
-            }
-        }
+    // The escaped process carried the run's mark: it is gone too.
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("the escaped process wrote its PID")
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
+    }
+    if alive(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        panic!("the process that left the group ({pid}) is still running");
+    }
+}
+
+/// Whether `pid` runs (a zombie waiting for its parent to reap it does not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
+        })
+        .is_some_and(|state| state != "Z" && state != "X")
+}
+
+#[test]
+fn a_double_forked_daemon_of_a_timed_out_probe_is_killed() {
+    let t = TestRoot::new();
+    let pidfile = t.path().join("daemon");
+    t.vendor(
+        "daemonizer",
+        &manifest("early", "required", "timeout = \"1s\"\n"),
+        Some(&format!(
+            "(setsid sh -c 'trap \"\" TERM; echo $$ > {}; while :; do sleep 1; done' &) \n\
+             trap '' TERM\nwhile :; do sleep 1; done",
+            pidfile.display()
+        )),
+    );
+    let r = t.run(Phase::Early);
+    assert_eq!(find(&r, "daemonizer").result, Outcome::Timeout);
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .expect("the daemon wrote its PID")
+        .trim()
+        .parse()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if alive(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        panic!("the daemon ({pid}) outlived its probe");
     }
 }
 

@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,6 +49,26 @@ pub struct Run {
     pub duration: Duration,
 }
 
+/// The variable that marks every process of one probe run, so that those
+/// that leave the process group (`setsid`, a double fork) are found and
+/// killed with it.
+pub const RUN_ID_VAR: &str = "HC_RUN_ID";
+
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// A token no other run of this machine carries while we live: our PID, a
+/// counter and the start time.
+fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}.{}.{nanos:x}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// After the group is killed, how long to wait for the output pipe to close.
 /// A process that left the group (`setsid`) and keeps the pipe open is not
 /// waited for longer than this.
@@ -88,6 +108,8 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
     for (k, v) in spec.env {
         cmd.env(k, v);
     }
+    let run_id = new_run_id();
+    cmd.env(RUN_ID_VAR, &run_id);
     let spawned = cmd.spawn();
     // Our copies of the write end go with the command, so EOF is seen once
     // the probe's processes are gone.
@@ -137,6 +159,14 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
     // be reused: kill whatever it left behind.
     let _ = killpg(pid, Signal::SIGKILL);
     let status = child.wait();
+    // And whatever left the group but still carries the run's mark.
+    let swept = sweep(&run_id);
+    if swept > 0 {
+        tracing::info!(
+            "killed {swept} process(es) that {} left running outside its process group",
+            spec.argv[0]
+        );
+    }
 
     let drain_until = Instant::now() + DRAIN;
     while !eof.load(Ordering::SeqCst) && Instant::now() < drain_until {
@@ -160,6 +190,53 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
         output,
         duration: start.elapsed(),
     }
+}
+
+/// Kill every process whose environment carries `HC_RUN_ID=run_id`;
+/// returns how many were signalled. Rounds repeat until one finds none, so
+/// a process forked while the previous round ran is caught too. A killed
+/// process no longer shows its environment once it has exited, so it is
+/// not counted twice. (A process that both leaves the group and clears its
+/// environment is not found: long-lived work belongs in a systemd unit.)
+pub fn sweep(run_id: &str) -> usize {
+    let needle = format!("{RUN_ID_VAR}={run_id}").into_bytes();
+    let me = std::process::id();
+    let mut signalled = std::collections::HashSet::new();
+    for _ in 0..50 {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            break;
+        };
+        let mut found = 0;
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            // Gone, or not ours to read: skip.
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            if environ.split(|b| *b == 0).any(|kv| kv == needle.as_slice()) {
+                let Ok(raw) = i32::try_from(pid) else {
+                    continue;
+                };
+                let _ = nix::sys::signal::kill(Pid::from_raw(raw), Signal::SIGKILL);
+                signalled.insert(pid);
+                found += 1;
+            }
+        }
+        if found == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signalled.len()
 }
 
 fn lock(c: &Mutex<Capture>) -> std::sync::MutexGuard<'_, Capture> {
