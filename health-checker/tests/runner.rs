@@ -129,6 +129,12 @@ fn a_process_that_escapes_the_group_and_holds_the_pipe_cannot_stall_the_runner()
         .trim()
         .parse()
         .unwrap();
+    assert_gone(pid, "the process that left the group");
+}
+
+/// Fail unless `pid` stops running within two seconds (and kill it then,
+/// so a failing test leaves nothing behind).
+fn assert_gone(pid: i32, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(2);
     while alive(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
@@ -138,7 +144,7 @@ fn a_process_that_escapes_the_group_and_holds_the_pipe_cannot_stall_the_runner()
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
-        panic!("the process that left the group ({pid}) is still running");
+        panic!("{what} ({pid}) outlived its probe");
     }
 }
 
@@ -173,17 +179,7 @@ fn a_double_forked_daemon_of_a_timed_out_probe_is_killed() {
         .trim()
         .parse()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if alive(pid) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        panic!("the daemon ({pid}) outlived its probe");
-    }
+    assert_gone(pid, "the daemon");
 }
 
 #[test]
