@@ -12,7 +12,8 @@ use nix::fcntl::{Flock, FlockArg};
 /// Where one copy of the environment lives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Location {
-    /// A file, replaced as a whole by rename.
+    /// A file: replaced as a whole by rename, or, on FAT, overwritten in
+    /// place (see the crate documentation).
     File(std::path::PathBuf),
     /// A raw block inside a device or file (the btrfs reserved-area block
     /// that patched GRUBs read as `env_block`), overwritten in place.
@@ -77,6 +78,10 @@ pub trait Fs {
     /// Take an exclusive lock on `path` (a directory or device), waiting for
     /// other holders.
     fn lock(&self, path: &Path) -> io::Result<LockGuard>;
+    /// Whether a file in `dir` is better overwritten in place than replaced
+    /// through a new file and a rename: true on FAT (see the crate
+    /// documentation). Not a step: it changes nothing.
+    fn prefers_in_place(&self, dir: &Path) -> io::Result<bool>;
 }
 
 /// The real file system.
@@ -130,6 +135,11 @@ impl Fs for RealFs {
             .write(true)
             .open(path)?
             .write_all_at(data, offset)
+    }
+
+    fn prefers_in_place(&self, dir: &Path) -> io::Result<bool> {
+        let st = nix::sys::statfs::statfs(dir).map_err(io::Error::from)?;
+        Ok(st.filesystem_type() == nix::sys::statfs::MSDOS_SUPER_MAGIC)
     }
 
     fn lock(&self, path: &Path) -> io::Result<LockGuard> {

@@ -36,9 +36,25 @@
 //!   4. write the **backup** the same way.
 //!
 //!   Each rename replaces a complete, synced file, so no file is ever seen
-//!   half-written by a reader on a journalling file system; on FAT (the EFI
-//!   system partition), where a crash inside a rename can lose the name,
-//!   the other copy is still complete.
+//!   half-written by a reader on a journalling file system.
+//!
+//!   **On FAT** (the EFI system partition, where most machines keep the
+//!   environment) a copy is instead **overwritten in place**: write the
+//!   whole block over the existing file, then fsync. FAT has no journal,
+//!   and a rename there frees the old file's clusters and allocates new
+//!   ones: the allocation table and the directory entries reach the disk in
+//!   no fixed order, whatever is fsynced. A power cut during such writes
+//!   was seen, in the VM test `power_cut`, to leave both copies' directory
+//!   entries pointing at clusters the table had already freed: `fsck.fat`
+//!   then truncates both files to nothing. Overwriting in place allocates
+//!   and frees nothing and keeps each file's size, so only the block's own
+//!   sectors change (as with GRUB's `save_env`). It is used when the file
+//!   already has the block's size and the text ends within the first
+//!   512-byte sector (our keys take well under that); the padding after it
+//!   is the same in every version, so a write torn between sectors still
+//!   leaves the old or the new text. Otherwise (a first write, a larger
+//!   text) the copy is replaced by rename as above; a crash then can lose
+//!   at most that one copy, and the other is complete.
 //! * **Reading** ([`Store::load`]): a copy is valid when it parses strictly
 //!   (header, `key=value` lines, `#` padding, whole sectors) and its
 //!   checksum matches (a copy without `hc_seq` was never written by us and
@@ -63,8 +79,12 @@
 //!
 //! The test `tests/fault_injection.rs` stops the writer after every step,
 //! and for each stop enumerates what a power cut could leave on disk (synced
-//! and unsynced data, durable and lost renames), then checks that both our
-//! reader and a model of GRUB's read the old or the new environment.
+//! and unsynced data, durable and lost renames, and for in-place writes
+//! every mix of old and new sectors), then checks that both our reader and
+//! a model of GRUB's read the old or the new environment, on a journalling
+//! file system and on FAT. The VM test `power_cut` (tests/vm) cuts a real
+//! guest's power while it rewrites the environment on its EFI system
+//! partition.
 //!
 //! # The btrfs reserved-area block
 //!

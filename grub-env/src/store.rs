@@ -367,9 +367,16 @@ impl<F: Fs> Store<F> {
     }
 
     /// Write one copy durably: a file through a temporary file, fsync,
-    /// rename and fsync of the directory; a block in place, then fsync.
+    /// rename and fsync of the directory, or in place where that is safer
+    /// ([`Self::in_place`]); a block in place, then fsync.
     fn write_copy(&self, loc: &Location, bytes: &[u8]) -> Result<(), Error> {
         match loc {
+            Location::File(path) if self.in_place(loc, bytes)? => {
+                self.fs
+                    .write_at(path, 0, bytes)
+                    .map_err(io_err("overwriting", path))?;
+                self.fs.sync_file(path).map_err(io_err("syncing", path))?;
+            }
             Location::File(path) => {
                 let tmp = tmp_path(path);
                 let dir = parent_dir(path);
@@ -392,6 +399,29 @@ impl<F: Fs> Store<F> {
             }
         }
         Ok(())
+    }
+
+    /// Whether the file copy at `loc` is overwritten in place: only on a
+    /// file system that prefers it (FAT), only over a file of exactly the
+    /// new length (no cluster is allocated or freed, the directory entry
+    /// keeps its size), and only when the text ends within the first
+    /// 512-byte sector, so that a torn write of a later sector (padding
+    /// only) cannot change what either reader sees.
+    fn in_place(&self, loc: &Location, bytes: &[u8]) -> Result<bool, Error> {
+        let path = loc.path();
+        let dir = parent_dir(path);
+        if !self
+            .fs
+            .prefers_in_place(&dir)
+            .map_err(io_err("checking the file system of", &dir))?
+        {
+            return Ok(false);
+        }
+        let text_end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if text_end > crate::format::SECTOR {
+            return Ok(false);
+        }
+        Ok(matches!(self.fs.read(loc), Ok(Some(old)) if old.len() == bytes.len()))
     }
 
     fn read_copy(&self, loc: &Location) -> CopyState {

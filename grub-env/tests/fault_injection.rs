@@ -7,6 +7,10 @@
 //! rename on FAT) left no name at all" is a possible disk after the power
 //! cut. On every one of them, our reader and a model of GRUB's reader must
 //! see the old or the new environment, and the same one.
+//!
+//! Each test runs twice: as on a journalling file system (copies replaced
+//! by rename) and as on FAT (copies overwritten in place, where a power cut
+//! can leave each 512-byte sector of a block old or new).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -33,6 +37,8 @@ struct SimFs {
     disk: RefCell<Disk>,
     ops: Cell<usize>,
     stop_after: Option<usize>,
+    /// Answer "FAT": files are overwritten in place.
+    fat: bool,
 }
 
 impl SimFs {
@@ -41,7 +47,13 @@ impl SimFs {
             disk: RefCell::new(disk),
             ops: Cell::new(0),
             stop_after,
+            fat: false,
         }
+    }
+
+    fn fat(mut self, fat: bool) -> Self {
+        self.fat = fat;
+        self
     }
 
     /// Count a step; fail it (the power is gone) once the budget is spent.
@@ -114,6 +126,32 @@ impl Fs for SimFs {
     fn lock(&self, _path: &Path) -> io::Result<LockGuard> {
         Ok(LockGuard::none())
     }
+
+    fn prefers_in_place(&self, _dir: &Path) -> io::Result<bool> {
+        Ok(self.fat)
+    }
+}
+
+/// What an unsynced file's data can be after a power cut: as synced, as
+/// cached, and, for a block rewritten in place, any mix of old and new
+/// 512-byte sectors (a sector is written whole or not at all).
+fn data_outcomes(inode: &Inode) -> Vec<Vec<u8>> {
+    let (old, new) = (&inode.durable, &inode.cur);
+    if old.len() != new.len() || old.is_empty() || old.len() % 512 != 0 || old.len() > 4096 {
+        return vec![old.clone(), new.clone()];
+    }
+    let sectors = old.len() / 512;
+    (0..1u32 << sectors)
+        .map(|mask| {
+            let mut out = old.clone();
+            for s in 0..sectors {
+                if mask & (1 << s) != 0 {
+                    out[s * 512..(s + 1) * 512].copy_from_slice(&new[s * 512..(s + 1) * 512]);
+                }
+            }
+            out
+        })
+        .collect()
 }
 
 /// Every disk a power cut could leave behind `d`: each name as durable, as
@@ -154,23 +192,26 @@ fn crash_outcomes(d: &Disk) -> Vec<Disk> {
     let dirty: Vec<usize> = (0..d.inodes.len())
         .filter(|&i| d.inodes[i].cur != d.inodes[i].durable)
         .collect();
-    let mut out = Vec::new();
-    for names in name_choices {
-        for mask in 0..(1u32 << dirty.len()) {
-            let mut inodes = d.inodes.clone();
-            for (bit, &i) in dirty.iter().enumerate() {
-                let data = if mask & (1 << bit) != 0 {
-                    inodes[i].cur.clone()
-                } else {
-                    inodes[i].durable.clone()
-                };
+    let mut data_choices: Vec<Vec<Inode>> = vec![d.inodes.clone()];
+    for &i in &dirty {
+        let mut next = Vec::new();
+        for base in &data_choices {
+            for data in data_outcomes(&d.inodes[i]) {
+                let mut inodes = base.clone();
                 inodes[i] = Inode {
                     cur: data.clone(),
                     durable: data,
                 };
+                next.push(inodes);
             }
+        }
+        data_choices = next;
+    }
+    let mut out = Vec::new();
+    for names in name_choices {
+        for inodes in &data_choices {
             out.push(Disk {
-                inodes,
+                inodes: inodes.clone(),
                 names: names.clone(),
                 durable_names: names.clone(),
             });
@@ -238,14 +279,33 @@ fn same(a: &Env, b: &Env) -> bool {
     strip(a) == strip(b)
 }
 
+/// Steps to write one copy: four through a new file and a rename, two in
+/// place (write, fsync) on FAT over a copy of the same size, when the new
+/// text ends within the first sector (`fits`).
+fn copy_steps(disk: &Disk, path: &Path, fat: bool, fits: bool) -> usize {
+    let same_size = disk
+        .names
+        .get(path)
+        .is_some_and(|&i| disk.inodes[i].cur.len() == 1024);
+    if fat && fits && same_size {
+        2
+    } else {
+        4
+    }
+}
+
+/// Every stop point of `change` on `initial`, as on a journalling file
+/// system and as on FAT; returns how many crash disks were checked.
 fn check_every_stop_point(initial: Disk, change: &[(&str, Option<&str>)]) -> usize {
+    check_stop_points(initial.clone(), change, false) + check_stop_points(initial, change, true)
+}
+
+fn check_stop_points(initial: Disk, change: &[(&str, Option<&str>)], fat: bool) -> usize {
     let (primary, backup) = paths();
-    let old = Store::with_fs(SimFs::new(initial.clone(), None), &primary)
-        .load()
-        .unwrap()
-        .env;
+    let sim = |stop: Option<usize>| SimFs::new(initial.clone(), stop).fat(fat);
+    let old = Store::with_fs(sim(None), &primary).load().unwrap().env;
     // The full write, to learn the new state and how many steps it takes.
-    let full = Store::with_fs(SimFs::new(initial.clone(), None), &primary);
+    let full = Store::with_fs(sim(None), &primary);
     let apply = |env: &mut Env| -> Result<(), String> {
         for (k, v) in change {
             match v {
@@ -259,41 +319,56 @@ fn check_every_stop_point(initial: Disk, change: &[(&str, Option<&str>)]) -> usi
     };
     let (new, ()) = full.update(apply).unwrap();
     let steps = full.fs().ops.get();
-    let repair = if Store::with_fs(SimFs::new(initial.clone(), None), &primary)
+    let repaired = !Store::with_fs(sim(None), &primary)
         .load()
         .unwrap()
-        .backup_current
-    {
-        0
-    } else {
-        4
+        .backup_current;
+    let fits = |env: &Env| {
+        let bytes = env.to_bytes().unwrap();
+        bytes.iter().rposition(|b| *b == b'\n').unwrap_or(0) < 512
     };
-    assert_eq!(
-        steps,
-        8 + repair,
-        "two copies (and a repaired backup), four steps each"
-    );
+    let (old_fits, new_fits) = (fits(&old), fits(&new));
+    let mut expected = copy_steps(&initial, &primary, fat, new_fits);
+    if repaired {
+        // The repair writes the backup as it is on disk; the update then
+        // finds it at full size.
+        expected +=
+            copy_steps(&initial, &backup, fat, old_fits) + if fat && new_fits { 2 } else { 4 };
+    } else {
+        expected += copy_steps(&initial, &backup, fat, new_fits);
+    }
+    assert_eq!(steps, expected, "steps of the write (fat: {fat})");
+    if fat && !repaired && copy_steps(&initial, &primary, true, new_fits) == 2 {
+        // In place: the copies keep their inodes.
+        assert_eq!(
+            full.fs().disk.borrow().names.get(&primary),
+            initial.names.get(&primary),
+            "the primary was replaced, not overwritten"
+        );
+    }
 
     let mut checked = 0;
     for stop in 0..=steps {
-        let store = Store::with_fs(SimFs::new(initial.clone(), Some(stop)), &primary);
+        let store = Store::with_fs(sim(Some(stop)), &primary);
         let result = store.update(apply);
         assert_eq!(result.is_ok(), stop == steps, "stop after {stop} steps");
         let disk = store.fs().disk.borrow().clone();
         for after in crash_outcomes(&disk) {
             let ours = Store::with_fs(SimFs::new(after.clone(), None), &primary)
                 .load()
-                .unwrap_or_else(|e| panic!("stop {stop}: reader failed: {e}\n{after:?}"));
+                .unwrap_or_else(|e| {
+                    panic!("stop {stop} (fat: {fat}): reader failed: {e}\n{after:?}")
+                });
             assert!(
                 same(&ours.env, &old) || same(&ours.env, &new),
-                "stop {stop}: our reader saw neither old nor new:\n{}",
+                "stop {stop} (fat: {fat}): our reader saw neither old nor new:\n{}",
                 ours.env
             );
             let grub = grub_view(&after, &primary, &backup);
             match grub {
                 Some(g) => assert!(
                     same(&g, &ours.env),
-                    "stop {stop}: GRUB sees\n{g}\nbut we see\n{}",
+                    "stop {stop} (fat: {fat}): GRUB sees\n{g}\nbut we see\n{}",
                     ours.env
                 ),
                 None => assert_eq!(
@@ -410,4 +485,43 @@ fn no_valid_copy_is_an_error_naming_both_files() {
     let err = Store::with_fs(fs, &primary).load().unwrap_err().to_string();
     assert!(err.contains("/esp/grubenv: block is empty"), "{err}");
     assert!(err.contains("/esp/grubenv.bak: block is 7 bytes"), "{err}");
+}
+
+#[test]
+fn on_fat_an_update_overwrites_both_copies_in_place() {
+    let (primary, backup) = paths();
+    let disk = settled(Some(&[("hc_good", "@/g")]));
+    let store = Store::with_fs(SimFs::new(disk.clone(), None).fat(true), &primary);
+    store
+        .update(|env| env.set("hc_trial", "@/t").map_err(|e| e.to_string()))
+        .unwrap();
+    assert_eq!(store.fs().ops.get(), 4, "write and fsync, twice");
+    let after = store.fs().disk.borrow();
+    assert_eq!(after.names.get(&primary), disk.names.get(&primary));
+    assert_eq!(after.names.get(&backup), disk.names.get(&backup));
+    assert_eq!(after.names.len(), 2, "no temporary file: {:?}", after.names);
+    drop(after);
+    assert_eq!(store.load().unwrap().env.get("hc_trial"), Some("@/t"));
+}
+
+#[test]
+fn on_fat_a_text_beyond_the_first_sector_is_replaced_by_rename() {
+    // A torn write could then mix the text of two versions: no in place.
+    let (primary, _) = paths();
+    let disk = settled(Some(&[("hc_good", "@/g")]));
+    let store = Store::with_fs(SimFs::new(disk.clone(), None).fat(true), &primary);
+    let long = "x".repeat(600);
+    store
+        .update(|env| env.set("vendor_note", &long).map_err(|e| e.to_string()))
+        .unwrap();
+    assert_eq!(store.fs().ops.get(), 8, "four steps per copy");
+    assert_ne!(
+        store.fs().disk.borrow().names.get(&primary),
+        disk.names.get(&primary)
+    );
+    let n = check_every_stop_point(
+        settled(Some(&[("vendor_note", &long)])),
+        &[("hc_good", Some("@/g"))],
+    );
+    assert!(n > 20, "only {n} disks examined");
 }

@@ -150,3 +150,85 @@ proptest! {
         let _ = Env::parse(&bytes);
     }
 }
+
+/// The real file system, answering "FAT" so that copies are overwritten in
+/// place (this host's kernel cannot mount FAT; the VM test `power_cut`
+/// exercises the real thing).
+#[derive(Debug, Clone, Copy)]
+struct InPlace;
+
+impl grub_env::Fs for InPlace {
+    fn read(&self, loc: &grub_env::Location) -> std::io::Result<Option<Vec<u8>>> {
+        grub_env::RealFs.read(loc)
+    }
+    fn write_new(&self, path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+        grub_env::RealFs.write_new(path, data)
+    }
+    fn sync_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        grub_env::RealFs.sync_file(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        grub_env::RealFs.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        grub_env::RealFs.sync_dir(dir)
+    }
+    fn write_at(&self, path: &std::path::Path, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        grub_env::RealFs.write_at(path, offset, data)
+    }
+    fn lock(&self, path: &std::path::Path) -> std::io::Result<grub_env::LockGuard> {
+        grub_env::RealFs.lock(path)
+    }
+    fn prefers_in_place(&self, _dir: &std::path::Path) -> std::io::Result<bool> {
+        Ok(true)
+    }
+}
+
+#[test]
+fn in_place_updates_keep_each_file_and_write_what_grub_editenv_reads() {
+    use grub_env::Fs;
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grubenv");
+    let backup = dir.path().join("grubenv.bak");
+    assert!(
+        !grub_env::RealFs.prefers_in_place(dir.path()).unwrap(),
+        "a temporary directory is not on FAT"
+    );
+    let store = Store::with_fs(InPlace, &path);
+    // The first write creates both files (by rename: nothing to overwrite).
+    store
+        .update(|env| env.set("hc_good", "@/g").map_err(|e| e.to_string()))
+        .unwrap();
+    let inodes = |p: &std::path::Path| std::fs::metadata(p).unwrap().ino();
+    let (p_ino, b_ino) = (inodes(&path), inodes(&backup));
+    for i in 0..5 {
+        store
+            .update(|env| {
+                env.set("hc_trial", &format!("@/t{i}"))
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap();
+        assert_eq!(inodes(&path), p_ino, "the primary was replaced");
+        assert_eq!(inodes(&backup), b_ino, "the backup was replaced");
+    }
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.seq, 6);
+    assert_eq!(loaded.env.get("hc_trial"), Some("@/t4"));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(&backup).unwrap()
+    );
+    assert!(!dir.path().join("grubenv.tmp").exists());
+    if let Ok(out) = std::process::Command::new("grub-editenv")
+        .arg(&path)
+        .arg("list")
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "grub-editenv: {out:?}");
+        assert!(text.contains("hc_trial=@/t4\n"), "{text}");
+    } else {
+        panic!("grub-editenv (package grub-common) is needed for this test");
+    }
+}

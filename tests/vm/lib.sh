@@ -79,6 +79,20 @@ vm_esp() {
     echo "$1@@$off"
 }
 
+# vm_esp_fsck IMAGE OPTION...: runs fsck.fat with OPTIONs (-n: only look;
+# -a: repair, as systemd-fsck does at boot) on the ESP of IMAGE, through a
+# loop device over the partition; prints its output and returns its code.
+vm_esp_fsck() {
+    local img=$1 off size loop rc=0
+    shift
+    read -r off size < <(vm_part_geometry "$img" 1)
+    loop=$(losetup --find --show --offset "$off" --sizelimit "$size" "$img") ||
+        vm_die "attaching the ESP of $img"
+    fsck.fat "$@" "$loop" 2>&1 || rc=$?
+    losetup -d "$loop"
+    return "$rc"
+}
+
 # ---------------------------------------------------------------- the btrfs partition
 
 # vm_loop_detach LOOP IMAGE: detaches LOOP only while it is still attached to
@@ -292,6 +306,35 @@ vm_stay_up() {
 
 # ---------------------------------------------------------------- booting
 
+# vm_qemu_args IMAGE VARS SERIAL: sets VM_QEMU to the QEMU command line that
+# boots IMAGE (TCG, OVMF with the variables file VARS, serial console to the
+# file SERIAL, no network, no reboot: a reboot ends QEMU).
+vm_qemu_args() {
+    VM_QEMU=(qemu-system-x86_64 -machine q35 -accel tcg -cpu max -smp 1 -m 1024
+        -nographic -monitor none -serial "file:$3"
+        -drive "if=pflash,format=raw,unit=0,readonly=on,file=$VM_OVMF_CODE"
+        -drive "if=pflash,format=raw,unit=1,file=$2"
+        -drive "if=virtio,format=raw,file=$1,cache=unsafe"
+        -nic none -no-reboot)
+}
+
+# vm_boot_begin LOG / vm_boot_end LOG RC START: the bookkeeping around one
+# boot: markers in LOG, the console of this boot alone in VM_LAST_SERIAL,
+# its length in VM_LAST_BOOT_SECONDS.
+vm_boot_begin() {
+    printf '\n===== HCHOST boot start %s =====\n' "$(date -u +%FT%TZ)" >>"$1"
+}
+vm_boot_end() {
+    local log=$1 rc=$2 start=$3
+    VM_LAST_SERIAL=$log.last
+    cp "$log.serial" "$VM_LAST_SERIAL" 2>/dev/null || : >"$VM_LAST_SERIAL"
+    cat "$log.serial" >>"$log" 2>/dev/null || true
+    rm -f "$log.serial"
+    printf '\n===== HCHOST boot end rc=%s after %ss =====\n' "$rc" "$(($(date +%s) - start))" >>"$log"
+    # shellcheck disable=SC2034 # for callers
+    VM_LAST_BOOT_SECONDS=$(($(date +%s) - start))
+}
+
 # vm_boot IMAGE LOG [TIMEOUT]: boots IMAGE under QEMU (TCG, OVMF, serial
 # console appended to LOG) until the guest powers off. Returns 0 when it
 # powered off, 124 when it was killed at the timeout, QEMU's code otherwise.
@@ -302,22 +345,48 @@ vm_boot() {
     vars=$(mktemp --suffix=.fd)
     cp "$VM_OVMF_VARS" "$vars"
     start=$(date +%s)
-    printf '\n===== HCHOST boot start %s =====\n' "$(date -u +%FT%TZ)" >>"$log"
-    timeout --foreground -k 10 "$timeout" \
-        qemu-system-x86_64 -machine q35 -accel tcg -cpu max -smp 1 -m 1024 \
-        -nographic -monitor none -serial "file:$log.serial" \
-        -drive "if=pflash,format=raw,unit=0,readonly=on,file=$VM_OVMF_CODE" \
-        -drive "if=pflash,format=raw,unit=1,file=$vars" \
-        -drive "if=virtio,format=raw,file=$img,cache=unsafe" \
-        -nic none -no-reboot </dev/null >>"$log.qemu" 2>&1 || rc=$?
-    # The console of this boot alone, for the caller to read.
-    VM_LAST_SERIAL=$log.last
-    cp "$log.serial" "$VM_LAST_SERIAL" 2>/dev/null || : >"$VM_LAST_SERIAL"
-    cat "$log.serial" >>"$log" 2>/dev/null || true
-    rm -f "$log.serial" "$vars"
-    printf '\n===== HCHOST boot end rc=%s after %ss =====\n' "$rc" "$(($(date +%s) - start))" >>"$log"
-    # shellcheck disable=SC2034 # for callers
-    VM_LAST_BOOT_SECONDS=$(($(date +%s) - start))
+    vm_boot_begin "$log"
+    vm_qemu_args "$img" "$vars" "$log.serial"
+    timeout --foreground -k 10 "$timeout" "${VM_QEMU[@]}" </dev/null >>"$log.qemu" 2>&1 || rc=$?
+    rm -f "$vars"
+    vm_boot_end "$log" "$rc" "$start"
+    return "$rc"
+}
+
+# vm_boot_cut IMAGE LOG PATTERN DELAY: boots IMAGE like vm_boot, and once the
+# console shows a line matching PATTERN (a grep -E pattern), waits DELAY
+# seconds and kills QEMU with SIGKILL: a power cut. What the guest had not
+# yet written to its virtual disk is lost (its page cache), what it had is
+# kept (the host file). Returns 0 when the cut happened, 1 when the guest
+# ended first, 124 when PATTERN did not show within VM_BOOT_TIMEOUT.
+vm_boot_cut() {
+    local img=$1 log=$2 pattern=$3 delay=$4 vars rc=0 start pid
+    vars=$(mktemp --suffix=.fd)
+    cp "$VM_OVMF_VARS" "$vars"
+    start=$(date +%s)
+    vm_boot_begin "$log"
+    vm_qemu_args "$img" "$vars" "$log.serial"
+    : >"$log.serial"
+    "${VM_QEMU[@]}" </dev/null >>"$log.qemu" 2>&1 &
+    pid=$!
+    while ! tr -d '\r' <"$log.serial" | grep -Eq "$pattern"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rc=1
+            break
+        fi
+        if [ $(($(date +%s) - start)) -ge "$VM_BOOT_TIMEOUT" ]; then
+            rc=124
+            break
+        fi
+        sleep 0.2
+    done
+    [ "$rc" -ne 0 ] || sleep "$delay"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    printf '\n===== HCHOST power cut (rc=%s, %s s after the awaited line) =====\n' \
+        "$rc" "$delay" >>"$log.serial"
+    rm -f "$vars"
+    vm_boot_end "$log" "$rc" "$start"
     return "$rc"
 }
 
