@@ -15,6 +15,12 @@ pub mod message_id {
     pub const VERDICT: &str = "5d7091f428195b8fdeb06142cfa38e55";
 }
 
+/// Library messages that are expected and say nothing to an admin: zbus
+/// warns on every connection to systemd's private socket that file
+/// descriptor passing was declined (our relay declines it on purpose; see
+/// `actions::private_socket`).
+const QUIET: &str = "zbus::connection::handshake=error";
+
 /// Set up logging. `verbose` counts `-v` flags.
 pub fn init(verbose: u8) {
     let level = match verbose {
@@ -23,8 +29,8 @@ pub fn init(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let filter =
-        EnvFilter::try_from_env("HEALTH_CHECKER_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = EnvFilter::try_from_env("HEALTH_CHECKER_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},{QUIET}")));
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
@@ -34,7 +40,7 @@ pub fn init(verbose: u8) {
     // `MESSAGE_ID` is the real journal field. The journal gets `info` and
     // above whatever `-v` says: probe output and results belong there.
     let journal_filter = EnvFilter::try_from_env("HEALTH_CHECKER_JOURNAL_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET}")));
     let journald = tracing_journald::layer().ok().map(|l| {
         l.with_field_prefix(None)
             .with_syslog_identifier("health-checker".into())
