@@ -72,6 +72,7 @@ fn settings(bus: &PrivateBus, wall: Option<&Path>) -> ActionSettings {
         wall: wall.is_some(),
         alert_dir: PathBuf::from("/etc/health-checker/alert.d"),
         alert_timeout: Duration::from_secs(10),
+        stop_timeout: Duration::from_secs(10),
         bus: Bus::Address(bus.address.clone()),
         wall_program: wall.map(Path::to_path_buf).unwrap_or_default(),
     }
@@ -371,8 +372,18 @@ fn the_signal_failing_does_not_stop_the_others() {
 
 type Calls = Arc<Mutex<Vec<(String, String, String)>>>;
 
+/// The units the fake knows, by name: how many more reads of `ActiveState`
+/// show `deactivating` once a stop was queued (`u32::MAX`: it never stops),
+/// or `None` while no stop was asked for (`active`).
+type Stops = Arc<Mutex<std::collections::BTreeMap<String, Option<u32>>>>;
+
+/// Units of the fake: each stops after two reads of its state, except
+/// `stuck.service`, which never does.
+const FAKE_UNITS: [&str; 4] = ["db.service", "web.service", "x.service", "stuck.service"];
+
 struct FakeManager {
     calls: Calls,
+    stops: Stops,
 }
 
 #[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
@@ -382,7 +393,55 @@ impl FakeManager {
     }
 
     fn stop_unit(&self, name: String, mode: String) -> zbus::fdo::Result<OwnedObjectPath> {
+        if let Some(s) = self.stops.lock().unwrap().get_mut(&name) {
+            *s = Some(if name == "stuck.service" { u32::MAX } else { 2 });
+        }
         self.record("StopUnit", name, mode)
+    }
+
+    fn load_unit(&self, name: String) -> zbus::fdo::Result<OwnedObjectPath> {
+        if self.stops.lock().unwrap().contains_key(&name) {
+            Ok(fake_unit_path(&name))
+        } else {
+            Err(zbus::fdo::Error::Failed(format!("Unit {name} not loaded.")))
+        }
+    }
+}
+
+fn fake_unit_path(name: &str) -> OwnedObjectPath {
+    OwnedObjectPath::try_from(format!(
+        "/org/freedesktop/systemd1/unit/{}",
+        name.replace(['.', '-'], "_")
+    ))
+    .unwrap()
+}
+
+struct FakeUnit {
+    name: String,
+    stops: Stops,
+}
+
+#[zbus::interface(name = "org.freedesktop.systemd1.Unit")]
+impl FakeUnit {
+    #[zbus(property)]
+    fn load_state(&self) -> String {
+        "loaded".into()
+    }
+    #[zbus(property)]
+    fn active_state(&self) -> String {
+        let mut stops = self.stops.lock().unwrap();
+        match stops.get_mut(&self.name) {
+            Some(Some(0)) => "inactive".into(),
+            Some(Some(n)) => {
+                *n = n.saturating_sub(u32::from(*n != u32::MAX));
+                "deactivating".into()
+            }
+            _ => "active".into(),
+        }
+    }
+    #[zbus(property)]
+    fn sub_state(&self) -> String {
+        "running".into()
     }
 }
 
@@ -408,7 +467,10 @@ impl FakeManager {
 /// A fake `org.freedesktop.systemd1` on `bus`; keep the connection alive.
 fn fake_systemd(bus: &PrivateBus) -> (zbus::blocking::Connection, Calls) {
     let calls = Calls::default();
-    let conn = Builder::address(bus.address.as_str())
+    let stops: Stops = Arc::new(Mutex::new(
+        FAKE_UNITS.iter().map(|u| (u.to_string(), None)).collect(),
+    ));
+    let mut b = Builder::address(bus.address.as_str())
         .unwrap()
         .name("org.freedesktop.systemd1")
         .unwrap()
@@ -416,12 +478,22 @@ fn fake_systemd(bus: &PrivateBus) -> (zbus::blocking::Connection, Calls) {
             "/org/freedesktop/systemd1",
             FakeManager {
                 calls: calls.clone(),
+                stops: Arc::clone(&stops),
             },
         )
-        .unwrap()
-        .build()
         .unwrap();
-    (conn, calls)
+    for u in FAKE_UNITS {
+        b = b
+            .serve_at(
+                fake_unit_path(u),
+                FakeUnit {
+                    name: u.to_string(),
+                    stops: Arc::clone(&stops),
+                },
+            )
+            .unwrap();
+    }
+    (b.build().unwrap(), calls)
 }
 
 fn calls(c: &Calls) -> Vec<(String, String, String)> {
@@ -511,6 +583,33 @@ fn stop_units_tries_every_unit_and_reports_each_failure() {
 }
 
 #[test]
+fn stop_units_waits_for_each_unit_and_reports_one_that_does_not_stop() {
+    let bus = PrivateBus::start();
+    let (_systemd, _) = fake_systemd(&bus);
+    let t = TestRoot::new();
+    let mut s = settings(&bus, None);
+    s.stop_timeout = Duration::from_millis(1500);
+    let units = ["web.service", "stuck.service"].map(String::from);
+
+    let start = Instant::now();
+    let err = t.actions(s).stop_units(&units).unwrap_err();
+    let took = start.elapsed();
+
+    let err = err.downcast::<StopFailures>().unwrap();
+    assert_eq!(err.failures.len(), 1, "{err}");
+    assert_eq!(err.failures[0].0, "stuck.service");
+    let text = err.to_string();
+    assert!(text.contains("could not stop 1 of 2 units"), "{text}");
+    assert!(text.contains("still deactivating"), "{text}");
+    assert!(text.contains("degraded.stop_timeout"), "{text}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "gave up after {took:?}"
+    );
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
 fn a_system_image_never_reboots_or_stops_the_host() {
     let t = TestRoot::new();
     let s = ActionSettings::default();
@@ -545,6 +644,7 @@ fn systemd_is_reached_directly_on_its_private_socket() {
                 "/org/freedesktop/systemd1",
                 FakeManager {
                     calls: server_calls,
+                    stops: Stops::default(),
                 },
             )
             .unwrap()

@@ -31,6 +31,9 @@ pub struct ActionSettings {
     pub alert_dir: PathBuf,
     /// `degraded.alert_timeout`: how long `wall` and each hook may run.
     pub alert_timeout: Duration,
+    /// `degraded.stop_timeout`: how long to wait for stopped units to be
+    /// inactive.
+    pub stop_timeout: Duration,
     /// The D-Bus to use.
     pub bus: Bus,
     /// The `wall` program (found on `PATH` unless absolute).
@@ -45,6 +48,7 @@ impl Default for ActionSettings {
             wall: true,
             alert_dir: PathBuf::from("/etc/health-checker/alert.d"),
             alert_timeout: Duration::from_secs(30),
+            stop_timeout: Duration::from_secs(90),
             bus: Bus::System,
             wall_program: PathBuf::from("wall"),
         }

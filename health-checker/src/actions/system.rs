@@ -1,7 +1,9 @@
 //! [`SystemActions`]: the real [`Actions`], on the machine (or the bus)
 //! its settings name.
 
-use anyhow::{bail, Context};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
 
 use super::settings::{ActionSettings, Bus};
 use super::{dbus, hooks, journal, motd, wall, Actions, Alert};
@@ -49,6 +51,47 @@ pub struct StopFailures {
     pub tried: usize,
     /// `(unit, error)`.
     pub failures: Vec<(String, anyhow::Error)>,
+}
+
+/// Wait until each of `units` is `inactive` or `failed`, at most `limit`;
+/// returns the units that are not, each with why.
+fn wait_stopped(
+    systemd: &crate::systemd::Systemd,
+    mut units: Vec<String>,
+    limit: Duration,
+) -> Vec<(String, anyhow::Error)> {
+    let start = Instant::now();
+    let mut failures = Vec::new();
+    let mut nap = Duration::from_millis(50);
+    loop {
+        let mut running = Vec::new();
+        for unit in units {
+            match systemd.unit_state(&unit) {
+                Ok(s) if matches!(s.active_state.as_str(), "inactive" | "failed") => {
+                    tracing::info!(UNIT = unit.as_str(), "stopped ({})", s.active_state);
+                }
+                Ok(s) => running.push((unit, s.active_state)),
+                Err(e) => failures.push((unit, e.context("reading its state after the stop"))),
+            }
+        }
+        if running.is_empty() {
+            return failures;
+        }
+        if start.elapsed() >= limit {
+            for (unit, state) in running {
+                tracing::error!(UNIT = unit.as_str(), "still {state} after {limit:?}");
+                let e = anyhow!(
+                    "still {state} {:.0?} after its stop was queued (degraded.stop_timeout)",
+                    start.elapsed()
+                );
+                failures.push((unit, e));
+            }
+            return failures;
+        }
+        units = running.into_iter().map(|(u, _)| u).collect();
+        std::thread::sleep(nap.min(limit.saturating_sub(start.elapsed())));
+        nap = (nap * 2).min(Duration::from_millis(500));
+    }
 }
 
 impl SystemActions {
@@ -124,15 +167,21 @@ impl Actions for SystemActions {
         let conn = dbus::connect_systemd(&self.settings.bus)
             .with_context(|| format!("cannot ask systemd to stop {}", units.join(", ")))?;
         let mut failures = Vec::new();
+        let mut queued = Vec::new();
         for unit in units {
             match dbus::stop_unit(&conn, unit, STOP_MODE) {
-                Ok(job) => tracing::info!(UNIT = unit.as_str(), "stop queued as {}", job.as_str()),
+                Ok(job) => {
+                    tracing::info!(UNIT = unit.as_str(), "stop queued as {}", job.as_str());
+                    queued.push(unit.clone());
+                }
                 Err(e) => {
                     tracing::error!(UNIT = unit.as_str(), "{e:#}");
                     failures.push((unit.clone(), e));
                 }
             }
         }
+        let systemd = crate::systemd::Systemd::from_connection(conn);
+        failures.extend(wait_stopped(&systemd, queued, self.settings.stop_timeout));
         if failures.is_empty() {
             Ok(())
         } else {

@@ -111,6 +111,7 @@ pub fn action_settings(config: &Config, bus: Bus, no_reboot: bool) -> ActionSett
         wall: config.degraded.wall,
         alert_dir: config.degraded.alert_dir.clone(),
         alert_timeout: config.degraded.alert_timeout.into(),
+        stop_timeout: config.degraded.stop_timeout.into(),
         bus,
         ..ActionSettings::default()
     }

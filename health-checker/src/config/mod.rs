@@ -138,6 +138,8 @@ pub struct Degraded {
     pub alert_dir: PathBuf,
     /// How long an alert hook may run.
     pub alert_timeout: Seconds,
+    /// How long to wait for `stop_services` to be stopped.
+    pub stop_timeout: Seconds,
 }
 
 impl Default for Degraded {
@@ -148,6 +150,7 @@ impl Default for Degraded {
             wall: true,
             alert_dir: PathBuf::from("/etc/health-checker/alert.d"),
             alert_timeout: Seconds::secs(30),
+            stop_timeout: Seconds::secs(90),
         }
     }
 }
