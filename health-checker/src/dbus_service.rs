@@ -279,17 +279,19 @@ pub fn fetch_status(address: Option<&str>) -> anyhow::Result<Option<Value>> {
     let reply = match conn.call_method(Some(HC_NAME), HC_PATH, Some(HC_INTERFACE), "GetStatus", &())
     {
         Ok(reply) => reply,
-        // The service stopped between the two calls: not running.
-        Err(zbus::Error::MethodError(name, _, _))
-            if matches!(
-                name.as_str(),
-                "org.freedesktop.DBus.Error.ServiceUnknown"
-                    | "org.freedesktop.DBus.Error.NameHasNoOwner"
-            ) =>
-        {
-            return Ok(None)
+        // The service stopped between the two calls, or while answering
+        // (`NoReply`: "recipient disconnected"): not running. A service
+        // that is still there and failed is an error.
+        Err(e) => {
+            let gone = dbus
+                .name_has_owner(zbus::names::BusName::try_from(HC_NAME).context("our bus name")?)
+                .map(|owned| !owned)
+                .unwrap_or(false);
+            if gone {
+                return Ok(None);
+            }
+            return Err(e).with_context(|| format!("calling {HC_INTERFACE}.GetStatus"));
         }
-        Err(e) => return Err(e).with_context(|| format!("calling {HC_INTERFACE}.GetStatus")),
     };
     let text: String = reply
         .body()
