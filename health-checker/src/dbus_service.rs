@@ -254,10 +254,24 @@ pub fn serve(
     }
 }
 
-/// The status from the running service, or `Ok(None)` when no bus is there
-/// or nobody owns the name. An error means the service is there but failed
-/// to answer.
-pub fn fetch_status(address: Option<&str>) -> anyhow::Result<Option<Value>> {
+/// Whether [`fetch_status`] may have the bus start the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// Ask only a service that already runs.
+    RunningOnly,
+    /// Let the bus start it from its activation file (a user who is not
+    /// root has no other way to the status).
+    Allow,
+}
+
+/// The status from the service, or `Ok(None)` when no bus is there or the
+/// service is not there: not running ([`Activation::RunningOnly`]), not
+/// installed, or gone while answering. An error means the service is there
+/// but failed to answer.
+pub fn fetch_status(
+    address: Option<&str>,
+    activation: Activation,
+) -> anyhow::Result<Option<Value>> {
     let conn = match address {
         Some(a) => connect_address(a),
         None => connect_system(),
@@ -270,18 +284,20 @@ pub fn fetch_status(address: Option<&str>) -> anyhow::Result<Option<Value>> {
     let dbus =
         zbus::blocking::fdo::DBusProxy::new(&conn).context("talking to the D-Bus bus daemon")?;
     let name = zbus::names::BusName::try_from(HC_NAME).context("our bus name")?;
-    if !dbus
-        .name_has_owner(name)
-        .with_context(|| format!("asking the bus whether {HC_NAME} runs"))?
+    if activation == Activation::RunningOnly
+        && !dbus
+            .name_has_owner(name)
+            .with_context(|| format!("asking the bus whether {HC_NAME} runs"))?
     {
         return Ok(None);
     }
     let reply = match conn.call_method(Some(HC_NAME), HC_PATH, Some(HC_INTERFACE), "GetStatus", &())
     {
         Ok(reply) => reply,
-        // The service stopped between the two calls, or while answering
-        // (`NoReply`: "recipient disconnected"): not running. A service
-        // that is still there and failed is an error.
+        // No such service (`ServiceUnknown`: not running, or not
+        // activatable), or it stopped while answering (`NoReply`:
+        // "recipient disconnected"): not there. A service that is still
+        // there and failed is an error.
         Err(e) => {
             let gone = dbus
                 .name_has_owner(zbus::names::BusName::try_from(HC_NAME).context("our bus name")?)

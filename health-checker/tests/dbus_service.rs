@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use common::dbus::PrivateBus;
 use common::require;
 use health_checker::actions::{ActionSettings, Actions, Bus, SystemActions};
+use health_checker::dbus_service::Activation::{Allow, RunningOnly};
 use health_checker::dbus_service::{fetch_status, start, Provider, HC_NAME, HC_PATH};
 use health_checker::paths::Root;
 use serde_json::{json, Value};
@@ -188,15 +189,24 @@ fn fetch_status_uses_the_service_only_when_it_runs() {
     // No bus at all.
     let dir = tempfile::tempdir().unwrap();
     let nowhere = format!("unix:path={}", dir.path().join("no-bus").display());
-    assert_eq!(fetch_status(Some(&nowhere)).unwrap(), None);
+    assert_eq!(fetch_status(Some(&nowhere), RunningOnly).unwrap(), None);
 
-    // A bus, but nobody owns the name.
+    // A bus, but nobody owns the name (and none can be activated: a user's
+    // `status` asking with activation gets "not there", not an error).
     let bus = PrivateBus::start();
-    assert_eq!(fetch_status(Some(&bus.address)).unwrap(), None);
+    assert_eq!(fetch_status(Some(&bus.address), RunningOnly).unwrap(), None);
+    assert_eq!(fetch_status(Some(&bus.address), Allow).unwrap(), None);
 
     // The service runs.
     let service = start(Some(&bus.address), fixed(status()), fixed(json!({}))).unwrap();
-    assert_eq!(fetch_status(Some(&bus.address)).unwrap(), Some(status()));
+    assert_eq!(
+        fetch_status(Some(&bus.address), RunningOnly).unwrap(),
+        Some(status())
+    );
+    assert_eq!(
+        fetch_status(Some(&bus.address), Allow).unwrap(),
+        Some(status())
+    );
 
     // A second instance cannot take the name.
     let err = start(Some(&bus.address), fixed(status()), fixed(json!({}))).unwrap_err();
@@ -205,7 +215,10 @@ fn fetch_status_uses_the_service_only_when_it_runs() {
     // A service that cannot answer is an error, not "not running".
     drop(service);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while fetch_status(Some(&bus.address)).unwrap().is_some() {
+    while fetch_status(Some(&bus.address), RunningOnly)
+        .unwrap()
+        .is_some()
+    {
         assert!(
             Instant::now() < deadline,
             "the name was not released in 10 s"
@@ -214,7 +227,7 @@ fn fetch_status_uses_the_service_only_when_it_runs() {
     }
     let failing: Provider = Box::new(|| Err(anyhow::anyhow!("boot environment: torn")));
     let _service = start(Some(&bus.address), failing, fixed(json!({}))).unwrap();
-    let err = fetch_status(Some(&bus.address)).unwrap_err();
+    let err = fetch_status(Some(&bus.address), RunningOnly).unwrap_err();
     assert!(format!("{err:#}").contains("torn"), "{err:#}");
 }
 
@@ -294,7 +307,7 @@ fn degraded_root() -> tempfile::TempDir {
 fn wait_for_service(address: &str, child: &mut std::process::Child) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(v) = fetch_status(Some(address)).expect("fetching the status") {
+        if let Some(v) = fetch_status(Some(address), RunningOnly).expect("fetching the status") {
             return v;
         }
         if let Some(status) = child.try_wait().unwrap() {
@@ -365,7 +378,9 @@ fn the_subcommand_serves_the_state_of_its_root() {
     .unwrap();
     let err = p.call::<_, _, String>("GetLastVerdict", &()).unwrap_err();
     assert!(err.to_string().contains("state.json"), "{err}");
-    let status = fetch_status(Some(&bus.address)).unwrap().unwrap();
+    let status = fetch_status(Some(&bus.address), RunningOnly)
+        .unwrap()
+        .unwrap();
     let degraded_error = status["degraded"]["error"].as_str().unwrap_or("");
     assert!(degraded_error.contains("corrupt"), "{status}");
     let err = p.get_property::<bool>("Degraded").unwrap_err();

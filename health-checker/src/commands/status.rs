@@ -458,7 +458,9 @@ pub fn run(root: &Root, args: &StatusArgs) -> anyhow::Result<Code> {
     // Users who cannot read the boot environment or the state files ask the
     // D-Bus service (which runs as root) when it is there.
     if root.is_host() && !nix::unistd::geteuid().is_root() {
-        if let Ok(Some(v)) = crate::dbus_service::fetch_status(None) {
+        let service =
+            crate::dbus_service::fetch_status(None, crate::dbus_service::Activation::Allow);
+        if let Ok(Some(v)) = service {
             return print_from_service(v, args.json);
         }
     }
