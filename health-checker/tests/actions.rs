@@ -11,6 +11,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::dbus::PrivateBus;
+use common::process::{ended_within, read_pid};
 use health_checker::actions::dbus::{HC_INTERFACE, HC_PATH};
 use health_checker::actions::{
     ActionSettings, Actions, Alert, AlertFailures, AlertKind, Bus, StopFailures, SystemActions,
@@ -214,33 +215,12 @@ fn a_hook_that_hangs_is_killed_at_the_timeout_and_the_next_still_runs() {
     assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
     assert!(after.exists(), "the hook after the hanging one did not run");
     for pidfile in [&hook_pid, &child_pid] {
-        let pid = std::fs::read_to_string(pidfile).unwrap();
+        let pid = read_pid(pidfile);
         assert!(
-            gone_or_zombie(pid.trim()),
-            "process {} from {} still runs",
-            pid.trim(),
+            ended_within(pid, Duration::from_secs(5)),
+            "process {pid} from {} still runs",
             pidfile.display()
         );
-    }
-}
-
-/// Whether process `pid` has ended (reaped, or a zombie waiting for PID 1).
-fn gone_or_zombie(pid: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            Err(_) => return true,
-            Ok(stat) => {
-                let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-                if state.starts_with('Z') || state.starts_with('X') {
-                    return true;
-                }
-            }
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

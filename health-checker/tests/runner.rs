@@ -2,9 +2,12 @@
 //! children left behind, output floods, processes escaping the group,
 //! `after` ordering and cycles, the parallelism bound.
 
+mod common;
 mod probe_root;
 
 use std::time::{Duration, Instant};
+
+use common::process::{ended_within, read_pid};
 
 use health_checker::verdict::{Outcome, Phase, Severity, Verdict};
 use probe_root::{find, manifest, TestRoot};
@@ -54,11 +57,7 @@ fn a_timeout_kills_the_whole_group_even_when_sigterm_is_ignored() {
     assert_eq!(r.verdict, Verdict::Fail);
     assert!(took < Duration::from_secs(3), "took {took:?}");
 
-    let pgid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pgid = read_pid(&pidfile);
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut left = group_members(pgid);
     while !left.is_empty() && Instant::now() < deadline {
@@ -85,11 +84,7 @@ fn processes_left_behind_by_a_passing_probe_are_killed() {
     );
     let r = t.run(Phase::Early);
     assert_eq!(find(&r, "leaky").result, Outcome::Pass);
-    let pgid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let pgid = read_pid(&pidfile);
     let deadline = Instant::now() + Duration::from_secs(2);
     while !group_members(pgid).is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -124,39 +119,19 @@ fn a_process_that_escapes_the_group_and_holds_the_pipe_cannot_stall_the_runner()
     assert!(p.output.contains("bye"), "{p:?}");
     assert!(took < Duration::from_secs(5), "took {took:?}");
     // The escaped process carried the run's mark: it is gone too.
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .expect("the escaped process wrote its PID")
-        .trim()
-        .parse()
-        .unwrap();
-    assert_gone(pid, "the process that left the group");
+    assert_gone(read_pid(&pidfile), "the process that left the group");
 }
 
 /// Fail unless `pid` stops running within two seconds (and kill it then,
 /// so a failing test leaves nothing behind).
 fn assert_gone(pid: i32, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if alive(pid) {
+    if !ended_within(pid, Duration::from_secs(2)) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
         panic!("{what} ({pid}) outlived its probe");
     }
-}
-
-/// Whether `pid` runs (a zombie waiting for its parent to reap it does not).
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next().map(str::to_owned))
-        })
-        .is_some_and(|state| state != "Z" && state != "X")
 }
 
 #[test]
@@ -174,12 +149,7 @@ fn a_double_forked_daemon_of_a_timed_out_probe_is_killed() {
     );
     let r = t.run(Phase::Early);
     assert_eq!(find(&r, "daemonizer").result, Outcome::Timeout);
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .expect("the daemon wrote its PID")
-        .trim()
-        .parse()
-        .unwrap();
-    assert_gone(pid, "the daemon");
+    assert_gone(read_pid(&pidfile), "the daemon");
 }
 
 #[test]

@@ -4,4 +4,5 @@
 
 pub mod btrfs;
 pub mod dbus;
+pub mod process;
 pub mod require;
