@@ -284,11 +284,11 @@ pub fn fetch_status(
     let dbus =
         zbus::blocking::fdo::DBusProxy::new(&conn).context("talking to the D-Bus bus daemon")?;
     let name = zbus::names::BusName::try_from(HC_NAME).context("our bus name")?;
-    if activation == Activation::RunningOnly
-        && !dbus
-            .name_has_owner(name)
-            .with_context(|| format!("asking the bus whether {HC_NAME} runs"))?
-    {
+    let owned = || {
+        dbus.name_has_owner(name.clone())
+            .with_context(|| format!("asking the bus whether {HC_NAME} runs"))
+    };
+    if activation == Activation::RunningOnly && !owned()? {
         return Ok(None);
     }
     let reply = match conn.call_method(Some(HC_NAME), HC_PATH, Some(HC_INTERFACE), "GetStatus", &())
@@ -299,11 +299,7 @@ pub fn fetch_status(
         // "recipient disconnected"): not there. A service that is still
         // there and failed is an error.
         Err(e) => {
-            let gone = dbus
-                .name_has_owner(zbus::names::BusName::try_from(HC_NAME).context("our bus name")?)
-                .map(|owned| !owned)
-                .unwrap_or(false);
-            if gone {
+            if matches!(owned(), Ok(false)) {
                 return Ok(None);
             }
             return Err(e).with_context(|| format!("calling {HC_INTERFACE}.GetStatus"));

@@ -7,8 +7,9 @@
 //! message it sends there with the sender `org.freedesktop.systemd1`, a
 //! well-known name. The D-Bus specification lets a peer-to-peer message
 //! carry any sender or none, but zbus (5.x) only accepts a unique name
-//! (`:1.42`) in that field; on anything else it drops the message, so every
-//! reply from systemd is lost and each call waits for its timeout.
+//! (`:1.42`) in that field; on anything else its connection thread panics
+//! (`message/fields.rs`), so every reply from systemd is lost and each call
+//! waits for its timeout.
 //!
 //! The fix is a relay between zbus and the socket: zbus talks to one end of
 //! a socket pair, two threads copy bytes between the other end and systemd,
