@@ -7,7 +7,7 @@ use crate::verdict::{Outcome, ProbeResult};
 
 use super::discovery::discover;
 use super::process::{self, Ended, RunSpec};
-use super::runner::probe_env;
+use super::runner::{probe_env, trust};
 use super::ProbeContext;
 
 /// Run the stop action of every probe that has one, one after the other, in
@@ -25,6 +25,8 @@ pub fn run_stop_actions(root: &Root, config: &Config, ctx: &ProbeContext) -> Vec
             timeout: probe.timeout,
             kill_grace: config.probes.kill_grace.get(),
             output_limit: config.probes.output_limit,
+            input: None,
+            trust: trust(root, config),
         });
         let (result, reason) = match run.ended {
             Ended::Exited(0) => (Outcome::Pass, None),
@@ -37,6 +39,10 @@ pub fn run_stop_actions(root: &Root, config: &Config, ctx: &ProbeContext) -> Vec
                 Some(format!("stop action killed by {}", process::signal_name(s))),
             ),
             Ended::TimedOut => (Outcome::Timeout, Some("stop action timed out".into())),
+            Ended::Abandoned => (
+                Outcome::Timeout,
+                Some("stop action timed out and did not end when killed; abandoned".into()),
+            ),
             Ended::SpawnFailed(why) => (Outcome::Error, Some(why)),
         };
         if result == Outcome::Pass {
