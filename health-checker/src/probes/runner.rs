@@ -433,9 +433,9 @@ fn cap(text: String, limit: usize) -> String {
 
 fn log(r: &ProbeResult) {
     for line in r.output.lines() {
-        tracing::info!(PROBE = %r.name, "{line}");
+        tracing::info!(PROBE = %r.name, "{}", super::display::printable(line));
     }
-    let reason = r.reason.as_deref().unwrap_or("");
+    let reason = super::display::one_line(r.reason.as_deref().unwrap_or(""));
     match r.result {
         Outcome::Pass | Outcome::Skip => tracing::info!(
             PROBE = %r.name, RESULT = ?r.result, DURATION_MS = r.duration_ms,
