@@ -622,3 +622,101 @@ fn a_huge_duration_is_refused_with_file_and_line_and_nothing_hangs() {
         "{reason}"
     );
 }
+
+/// The binary, as a user runs it.
+fn binary() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_health-checker"));
+    c.env_remove("NO_COLOR").env_remove("HEALTH_CHECKER_LOG");
+    c
+}
+
+#[test]
+fn check_as_a_user_who_is_not_root_is_refused_before_any_probe_runs() {
+    let (uid, _) = common::user::ordinary_user();
+    let t = TestRoot::new();
+    let shared = common::user::sticky_dir(t.path(), "shared");
+    let ran = shared.join("ran");
+    t.vendor(
+        "marker",
+        &manifest("early", "required", ""),
+        Some(&format!("touch {}", ran.display())),
+    );
+    let root = t.path().to_string_lossy().into_owned();
+    let out = common::user::as_user(&[
+        env!("CARGO_BIN_EXE_health-checker"),
+        "--root",
+        &root,
+        "check",
+        "--phase",
+        "early",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!ran.exists(), "a probe ran as uid {uid}");
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("must be run as root"), "{stderr}");
+}
+
+#[test]
+fn probe_output_reaches_the_terminal_harmless_and_without_colour_when_piped() {
+    let t = TestRoot::new();
+    t.vendor(
+        "evil",
+        &manifest("early", "required", ""),
+        Some("printf '\\033]0;pwned\\007\\033[2Jgotcha\\n'; exit 1"),
+    );
+    let root = t.path().to_string_lossy().into_owned();
+    for args in [
+        vec!["check", "--probes-only", "--phase", "early"],
+        vec!["probes", "run", "evil"],
+    ] {
+        let out = binary()
+            .args(["-v", "--root", &root])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}{stderr}");
+        assert!(
+            !stdout.contains(['\x1b', '\x07']),
+            "{args:?} printed raw escapes: {stdout:?}"
+        );
+        assert!(stdout.contains("?]0;pwned??[2Jgotcha"), "{stdout:?}");
+        // Standard error is a pipe here, as on the serial console.
+        assert!(
+            !stderr.contains('\x1b'),
+            "{args:?} coloured a pipe: {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn status_shows_recorded_probe_reasons_harmless() {
+    let err = serde_json::json!({"error": "not read in this test"});
+    let status: health_checker::commands::status::Status =
+        serde_json::from_value(serde_json::json!({
+            "state": "good",
+            "summary": "all is well",
+            "booted": err, "default": err, "boot_environment": err,
+            "this_boot": err, "history": err, "config": err,
+            "degraded": {
+                "since": 1_700_000_000u64,
+                "snapshot": {"id": 258, "path": "@/.snapshots/1/snapshot"},
+                "reason": "probe db failed: \u{1b}[2Jwiped"
+            },
+            "probes": {"db": {
+                "time": 1_700_000_000u64, "phase": "late", "severity": "required",
+                "result": "fail",
+                "reason": "exited with status 1: \u{1b}]0;pwned\u{7}\u{202e}gotcha",
+                "snapshot": {"id": 258, "path": "@/.snapshots/1/snapshot"}
+            }}
+        }))
+        .expect("a status as `status --json` prints it");
+    let text = health_checker::commands::status_print::text(&status);
+    assert!(
+        !text.contains(['\x1b', '\x07', '\u{202e}']),
+        "raw escapes in status: {text:?}"
+    );
+    assert!(text.contains("?]0;pwned??gotcha"), "{text}");
+    assert!(text.contains("probe db failed: ?[2Jwiped"), "{text}");
+}

@@ -139,6 +139,49 @@ fn assert_gone(pid: i32, what: &str) {
 }
 
 #[test]
+fn a_probe_that_moves_into_the_checkers_process_group_is_killed_at_its_timeout() {
+    let perl = common::require::program("perl", "perl-base");
+    let t = TestRoot::new();
+    let pidfile = t.path().join("mover");
+    t.config("[probes]\nkill_grace = \"300ms\"\n");
+    // The probe joins the checker's process group (its parent's), ignores
+    // SIGTERM and drops its environment, so neither the kill of its own
+    // group nor the HC_RUN_ID sweep can reach it.
+    t.vendor(
+        "mover",
+        &manifest("early", "required", "timeout = \"1s\"\n"),
+        Some(&format!(
+            "echo $$ > {p}.tmp && mv {p}.tmp {p}\n\
+             exec {perl} -e 'setpgrp(0, getpgrp(getppid())) or die \"setpgrp: $!\"; \
+             $SIG{{TERM}} = \"IGNORE\"; %ENV = (); exec \"sleep\", \"1000\"'",
+            p = pidfile.display(),
+            perl = perl.display()
+        )),
+    );
+    let root = t.root();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = health_checker::probes::check_phase(&root, Phase::Early, &Default::default());
+        let _ = tx.send(r);
+    });
+    let got = rx.recv_timeout(Duration::from_secs(15));
+    let pid = read_pid(&pidfile);
+    let r = match got {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("the runner still waited for the probe 15 s after its 1 s timeout");
+        }
+    };
+    let p = find(&r, "mover");
+    assert_eq!(p.result, Outcome::Timeout, "{p:?}");
+    assert_gone(pid, "the probe that moved to the checker's group");
+}
+
+#[test]
 fn a_double_forked_daemon_of_a_timed_out_probe_is_killed() {
     let t = TestRoot::new();
     let pidfile = t.path().join("daemon");
