@@ -228,6 +228,7 @@ pub fn open_command(argv: &[String], trust: Trust<'_>) -> Result<File, Refusal> 
     let Some(program) = argv.first() else {
         return Err("empty command".into());
     };
+    let program = &find_program(program);
     let fd = open_checked(Path::new(program), trust).map_err(|e| {
         if std::fs::symlink_metadata(program).is_err() {
             // Say plainly that it is missing, with the OS's words.
@@ -247,6 +248,23 @@ pub fn open_command(argv: &[String], trust: Trust<'_>) -> Result<File, Refusal> 
     }
     check_arguments(&argv[1..], trust)?;
     Ok(fd)
+}
+
+/// Where a bare program name (`wall`) is looked up; never the caller's
+/// `PATH`, which a user may have set.
+pub const PROGRAM_DIRS: [&str; 4] = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/// `program` itself when it holds a `/`, else the first file of that name
+/// in [`PROGRAM_DIRS`] (or the name unchanged, which then fails to open).
+fn find_program(program: &str) -> String {
+    if program.contains('/') {
+        return program.to_string();
+    }
+    PROGRAM_DIRS
+        .iter()
+        .map(|d| format!("{d}/{program}"))
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or_else(|| program.to_string())
 }
 
 /// Check the arguments of a command that name existing regular files.
@@ -344,6 +362,16 @@ mod tests {
         std::os::unix::fs::symlink(&l, &l).unwrap();
         let e = open_checked(&l, Trust::Any).unwrap_err();
         assert!(e.contains("more than 40 symlinks"), "{e}");
+    }
+
+    #[test]
+    fn a_bare_name_is_found_in_the_system_directories() {
+        let fd = open_command(&["sh".into()], Trust::Any).unwrap();
+        let sh = std::fs::metadata("/bin/sh").unwrap();
+        let got = fd.metadata().unwrap();
+        assert_eq!((got.dev(), got.ino()), (sh.dev(), sh.ino()));
+        let e = open_command(&["no-such-program-here".into()], Trust::Any).unwrap_err();
+        assert!(e.starts_with("cannot run no-such-program-here: "), "{e}");
     }
 
     #[test]
