@@ -8,14 +8,19 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use anyhow::{anyhow, bail, Result};
-use health_checker::actions::{Actions, Alert, AlertKind};
+use health_checker::actions::{Actions, Alert, AlertKind, DegradedReport};
 use health_checker::engine::{run_check, Action, BootEnv, BootState, CheckOptions, EngineConfig};
 use health_checker::exit::{code_for, Code};
 use health_checker::history::{EventKind, History};
 use health_checker::paths::Root;
+use health_checker::probes::StopAction;
 use health_checker::snapshots::{SnapshotInfo, SnapshotRef, Snapshots};
 use health_checker::state::StateFile;
 use health_checker::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Severity};
+
+mod probe_root;
+
+use probe_root::{manifest, TestRoot};
 
 type Log = Rc<RefCell<Vec<String>>>;
 
@@ -120,11 +125,23 @@ impl Actions for FakeActions {
         self.log.borrow_mut().push("reboot".into());
         Ok(())
     }
-    fn stop_units(&self, units: &[String]) -> Result<()> {
-        self.log
-            .borrow_mut()
-            .push(format!("stop {}", units.join(" ")));
-        Ok(())
+    fn enter_degraded(&self, stop_actions: &[StopAction], units: &[String]) -> DegradedReport {
+        let mut results = Vec::new();
+        for a in stop_actions {
+            self.log
+                .borrow_mut()
+                .push(format!("stop-action {}", a.name));
+            results.push(a.run());
+        }
+        if !units.is_empty() {
+            self.log
+                .borrow_mut()
+                .push(format!("stop {}", units.join(" ")));
+        }
+        DegradedReport {
+            stop_actions: results,
+            units: Ok(()),
+        }
     }
     fn alert(&self, alert: &Alert) -> Result<()> {
         self.log
@@ -154,6 +171,7 @@ struct World {
     history: History,
     state: StateFile,
     config: EngineConfig,
+    stop_actions: Vec<StopAction>,
     stop: Vec<String>,
 }
 
@@ -195,6 +213,7 @@ impl World {
             history,
             log,
             config: EngineConfig::default(),
+            stop_actions: Vec::new(),
             stop: vec!["app.service".into()],
             _dir: dir,
         }
@@ -223,6 +242,7 @@ impl World {
             &CheckOptions {
                 report,
                 config: &self.config,
+                stop_actions: &self.stop_actions,
                 stop_units: &self.stop,
                 dry_run,
                 now: 1_800_000_000,
@@ -385,6 +405,48 @@ fn failing_g_with_the_budget_spent_degrades_without_reboot() {
     assert!(r.decision.clears_degraded);
     assert_eq!(w.key("hc_good_fails"), None);
     assert!(w.state.load(false, 0).unwrap().value.degraded.is_none());
+}
+
+#[test]
+fn degraded_mode_with_the_default_configuration_runs_every_stop_action() {
+    let plugins = TestRoot::new();
+    let mark = plugins.path().join("stopped");
+    plugins.vendor(
+        "app",
+        &manifest(
+            "late",
+            "required",
+            &format!(
+                "exec = [\"/bin/true\"]\nstop = [\"/bin/sh\", \"-c\", \"echo stopping; touch {}\"]\n",
+                mark.display()
+            ),
+        ),
+        None,
+    );
+    let config = health_checker::config::Config::default();
+    assert!(
+        config.degraded.stop_services.is_empty(),
+        "the default stops no services"
+    );
+    let mut keys = G.to_vec();
+    keys.push(("hc_good_fails", "1"));
+    let mut w = World::new(&keys, 1, 1);
+    w.stop = config.degraded.stop_services.clone();
+    w.stop_actions = health_checker::probes::stop_actions(
+        &plugins.root(),
+        &plugins.load(),
+        &health_checker::probes::ProbeContext::default(),
+    );
+    let r = w.check(&report(Phase::Late, false), false).unwrap();
+    assert!(matches!(r.decision.action, Action::EnterDegraded { .. }));
+    assert_eq!(w.log(), ["stop-action app", "alert Degraded"]);
+    assert!(mark.exists(), "the stop action ran");
+    let h = w.history.read().unwrap();
+    let ev = &h.events.last().unwrap().event;
+    assert_eq!(ev.kind, EventKind::Degraded);
+    assert_eq!(ev.probes.len(), 1, "{ev:#?}");
+    assert_eq!(ev.probes[0].result, Outcome::Pass);
+    assert_eq!(ev.probes[0].output, "stopping\n");
 }
 
 #[test]
