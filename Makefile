@@ -60,7 +60,7 @@ demo:
 	tests/vm/demo
 
 bench: deps
-	$(CARGO) bench -p grub-env --bench env_io
+	$(CARGO) bench --workspace --bench '*'
 
 # Everything a distribution package would ship, at the paths it would use.
 UNITS := health-checker-early.service health-checker-late.service \
