@@ -233,10 +233,20 @@ impl World {
         report: &PhaseReport,
         dry_run: bool,
     ) -> Result<health_checker::engine::CheckReport> {
+        self.check_acting(env, &self.actions, report, dry_run)
+    }
+
+    fn check_acting(
+        &self,
+        env: &dyn BootEnv,
+        actions: &dyn Actions,
+        report: &PhaseReport,
+        dry_run: bool,
+    ) -> Result<health_checker::engine::CheckReport> {
         run_check(
             env,
             &self.snaps,
-            &self.actions,
+            actions,
             &self.history,
             &self.state,
             &CheckOptions {
@@ -629,4 +639,167 @@ fn a_rollback_through_the_real_grub_environment_store() {
     assert_eq!(after.get("hc_good"), Some("@/.snapshots/1/snapshot"));
     assert_eq!(after.get("saved_entry"), Some("gnulinux"));
     assert_eq!(w.log(), ["set-default 256", "alert Rollback", "reboot"]);
+}
+
+/// The journal entries a check run emits, captured through `tracing` as
+/// the journald layer sees them: every field of every event.
+mod journal {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+
+    use health_checker::actions::{ActionSettings, Bus, SystemActions};
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::Layer;
+
+    use super::*;
+
+    type Entry = BTreeMap<String, String>;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<Entry>>>);
+
+    struct Fields<'a>(&'a mut Entry);
+
+    impl Visit for Fields<'_> {
+        fn record_str(&mut self, f: &Field, v: &str) {
+            self.0.insert(f.name().to_string(), v.to_string());
+        }
+        fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
+            self.0.insert(f.name().to_string(), format!("{v:?}"));
+        }
+    }
+
+    impl<S: tracing::Subscriber> Layer<S> for Capture {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut e = Entry::new();
+            event.record(&mut Fields(&mut e));
+            self.0.lock().unwrap().push(e);
+        }
+    }
+
+    /// The catalog's entries: message ID -> the `@FIELD@`s its text uses.
+    fn catalog() -> BTreeMap<String, BTreeSet<String>> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../systemd-units/health-checker.catalog"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut current = None;
+        for line in text.lines() {
+            if let Some(id) = line.strip_prefix("-- ") {
+                current = Some(id.trim().to_string());
+                out.insert(id.trim().to_string(), BTreeSet::new());
+                continue;
+            }
+            let Some(id) = &current else { continue };
+            let parts: Vec<&str> = line.split('@').collect();
+            // Between two `@`: every odd part.
+            for field in parts.iter().skip(1).step_by(2).take(parts.len() / 2) {
+                if !field.is_empty()
+                    && field
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+                {
+                    out.get_mut(id).unwrap().insert(field.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// Run one check with the real actions (no reboot, no motd, no wall, a
+    /// bus nobody listens on) and return the journal entries.
+    fn entries(w: &World, report: &PhaseReport) -> Vec<Entry> {
+        let root = Root::new(w._dir.path());
+        let actions = SystemActions::new(
+            root,
+            ActionSettings {
+                no_reboot: true,
+                motd: false,
+                wall: false,
+                alert_dir: "/nonexistent-alert.d".into(),
+                bus: Bus::Address(format!(
+                    "unix:path={}",
+                    w._dir.path().join("no-bus").display()
+                )),
+                ..ActionSettings::default()
+            },
+        );
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            // The D-Bus signal fails (nobody listens): that is reported in
+            // the result, not in question here.
+            let _ = w.check_acting(&w.env, &actions, report, false);
+        });
+        let v = capture.0.lock().unwrap().clone();
+        v
+    }
+
+    #[test]
+    fn every_event_carries_the_fields_its_catalog_entry_promises_once() {
+        let catalog = catalog();
+        assert_eq!(catalog.len(), 5, "{catalog:?}");
+        let mut fallback = G.to_vec();
+        fallback.push(("hc_fallback", "@/.snapshots/2/snapshot"));
+        let mut spent = G.to_vec();
+        spent.push(("hc_good_fails", "1"));
+        let runs: Vec<(&str, World, PhaseReport)> = vec![
+            (
+                "promotion",
+                World::new(&armed_t(), 2, 2),
+                report(Phase::Late, true),
+            ),
+            (
+                "rollback",
+                World::new(&armed_t(), 2, 2),
+                report(Phase::Late, false),
+            ),
+            (
+                "degraded",
+                World::new(&spent, 1, 1),
+                report(Phase::Late, false),
+            ),
+            (
+                "fall-back",
+                World::new(&fallback, 1, 1),
+                report(Phase::Late, true),
+            ),
+            (
+                "early pass",
+                World::new(&armed_t(), 2, 2),
+                report(Phase::Early, true),
+            ),
+        ];
+        let mut seen = BTreeSet::new();
+        for (name, mut w, r) in runs {
+            w.stop.clear();
+            let entries = entries(&w, &r);
+            let mut ids = BTreeMap::<String, usize>::new();
+            for e in &entries {
+                let Some(id) = e.get("MESSAGE_ID") else {
+                    continue;
+                };
+                *ids.entry(id.clone()).or_default() += 1;
+                let promised = catalog
+                    .get(id)
+                    .unwrap_or_else(|| panic!("{name}: message ID {id} is not in the catalog"));
+                for field in promised {
+                    let value = e.get(field).map(String::as_str).unwrap_or("");
+                    assert!(
+                        !value.is_empty(),
+                        "{name}: the entry {id} lacks {field}, which the catalog promises: {e:#?}"
+                    );
+                }
+                seen.insert(id.clone());
+            }
+            for (id, n) in ids {
+                assert_eq!(n, 1, "{name}: {id} logged {n} times: {entries:#?}");
+            }
+        }
+        let never: Vec<&String> = catalog.keys().filter(|id| !seen.contains(*id)).collect();
+        assert!(never.is_empty(), "never emitted: {never:?}");
+    }
 }

@@ -234,7 +234,7 @@ pub fn run_check(
             return Err(with_problems(e, &problems)).code(Code::BootEnv);
         }
     }
-    log_decision(&report);
+    log_decision(&report, opts.report.phase);
 
     // 3. Degraded mode: the plugins' stop actions, then the configured
     //    units, recorded in the degraded event of the history.
@@ -388,45 +388,42 @@ fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
     out
 }
 
-fn log_decision(report: &CheckReport) {
+/// The journal entries of a decision: the verdict of every phase, and the
+/// promotion. Rollbacks, GRUB fall-backs and degraded mode are alerts: the
+/// alert's journal channel logs them, once.
+fn log_decision(report: &CheckReport, phase: Phase) {
     let d = &report.decision;
     let snapshot = report.booted.path.as_str();
+    let verdict = match d.verdict {
+        BootVerdict::Pass => "pass",
+        BootVerdict::Fail => "fail",
+        BootVerdict::Unconfirmed => "unconfirmed",
+    };
     let text = d.explanation.join("; ");
-    if d.fallback.is_some() {
-        tracing::warn!(
-            MESSAGE_ID = message_id::GRUB_FALLBACK,
-            SNAPSHOT = snapshot,
-            "{text}"
-        );
-    }
-    match &d.action {
-        Action::Promote { .. } => {
-            tracing::info!(
-                MESSAGE_ID = message_id::PROMOTED,
-                SNAPSHOT = snapshot,
-                "{text}"
-            )
-        }
-        Action::RollBack { .. } => {
-            tracing::warn!(
-                MESSAGE_ID = message_id::ROLLBACK,
-                SNAPSHOT = snapshot,
-                "{text}"
-            )
-        }
-        Action::EnterDegraded { .. } => {
-            tracing::error!(
-                MESSAGE_ID = message_id::DEGRADED,
-                SNAPSHOT = snapshot,
-                "{text}"
-            )
-        }
-        Action::RetryReboot { .. } | Action::Nothing => {
-            tracing::info!(
+    macro_rules! verdict_entry {
+        ($level:ident) => {
+            tracing::$level!(
                 MESSAGE_ID = message_id::VERDICT,
                 SNAPSHOT = snapshot,
+                PHASE = phase.as_str(),
+                VERDICT = verdict,
                 "{text}"
             )
-        }
+        };
+    }
+    if d.verdict == BootVerdict::Pass {
+        verdict_entry!(info);
+    } else {
+        verdict_entry!(warn);
+    }
+    if let Action::Promote { snapshot } = &d.action {
+        tracing::info!(
+            MESSAGE_ID = message_id::PROMOTED,
+            SNAPSHOT = snapshot.path.as_str(),
+            PHASE = phase.as_str(),
+            VERDICT = verdict,
+            "{} passed its health checks and is now known-good",
+            snapshot.path
+        );
     }
 }
