@@ -8,7 +8,6 @@ pub mod hooks;
 pub mod journal;
 pub mod motd;
 pub mod private_socket;
-pub mod run;
 pub mod settings;
 pub mod system;
 pub mod wall;

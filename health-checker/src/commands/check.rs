@@ -44,6 +44,19 @@ fn parse_phase(s: &str) -> Result<Phase, String> {
 
 /// Run `check`: exit 0 when the phase passed, 1 when it failed.
 pub fn run(root: &Root, args: &CheckArgs) -> anyhow::Result<Code> {
+    // Judging the boot runs every probe as root and acts on the boot: as
+    // anyone else the probes would run with the wrong rights and the
+    // verdict could not be recorded. `--probes-only` judges nothing.
+    if !args.probes_only && !nix::unistd::geteuid().is_root() {
+        return Err(crate::exit::with_code(
+            Code::NotRoot,
+            anyhow::anyhow!(
+                "check must be run as root (uid {} is not); \
+                 `check --probes-only` runs the probes without judging the boot",
+                nix::unistd::geteuid()
+            ),
+        ));
+    }
     if args.probes_only {
         let report = check_phase(root, args.phase, &args.context.context());
         if args.json {
@@ -174,8 +187,10 @@ pub fn print_result(p: &ProbeResult) {
     };
     match &p.reason {
         Some(r) => println!(
-            "{word:<7} {} ({severity}, {} ms): {r}",
-            p.name, p.duration_ms
+            "{word:<7} {} ({severity}, {} ms): {}",
+            p.name,
+            p.duration_ms,
+            crate::probes::display::one_line(r)
         ),
         None => println!("{word:<7} {} ({severity}, {} ms)", p.name, p.duration_ms),
     }

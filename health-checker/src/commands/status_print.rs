@@ -90,7 +90,7 @@ pub fn text(s: &Status) -> String {
                 "YES since {} ({}): {}",
                 rfc3339(d.since),
                 d.snapshot.path,
-                d.reason
+                crate::probes::display::one_line(&d.reason)
             ),
         }),
     );
@@ -126,7 +126,7 @@ pub fn text(s: &Status) -> String {
                         rfc3339(r.time)
                     );
                     if let Some(reason) = &r.reason {
-                        let _ = write!(l, "  {}", reason.replace('\n', " "));
+                        let _ = write!(l, "  {}", crate::probes::display::one_line(reason));
                     }
                     l
                 })

@@ -8,6 +8,7 @@
 pub mod builtin;
 pub mod capture;
 pub mod discovery;
+pub mod display;
 pub mod manifest;
 pub mod probe;
 pub mod process;

@@ -3,6 +3,7 @@
 //! them; the engine runs them as the first part of entering degraded mode
 //! (`Actions::enter_degraded`), through [`StopAction::run`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::Config;
@@ -12,6 +13,7 @@ use crate::verdict::{Outcome, ProbeResult, Severity};
 use super::discovery::discover;
 use super::process::{self, Ended, RunSpec};
 use super::runner::probe_env;
+use super::safety::{self, Trust};
 use super::ProbeContext;
 
 /// One plugin's stop action, ready to run.
@@ -25,6 +27,10 @@ pub struct StopAction {
     timeout: Duration,
     kill_grace: Duration,
     output_limit: usize,
+    /// The root acted on, below which the program must be root's.
+    root_dir: PathBuf,
+    /// `probes.insecure_ok`: run what is not root's (tests only).
+    insecure_ok: bool,
 }
 
 /// The stop action of every probe that has one, in name order. Each gets
@@ -43,6 +49,8 @@ pub fn stop_actions(root: &Root, config: &Config, ctx: &ProbeContext) -> Vec<Sto
                 timeout: probe.timeout,
                 kill_grace: config.probes.kill_grace.get(),
                 output_limit: config.probes.output_limit,
+                root_dir: root.dir().to_path_buf(),
+                insecure_ok: config.probes.insecure_ok,
             })
         })
         .collect()
@@ -58,6 +66,15 @@ impl StopAction {
             timeout: self.timeout,
             kill_grace: self.kill_grace,
             output_limit: self.output_limit,
+            input: None,
+            trust: if self.insecure_ok {
+                Trust::Any
+            } else {
+                Trust::RootOnly {
+                    below: &self.root_dir,
+                    names: safety::PLUGIN,
+                }
+            },
         });
         let (result, reason) = match run.ended {
             Ended::Exited(0) => (Outcome::Pass, None),
@@ -70,6 +87,10 @@ impl StopAction {
                 Some(format!("stop action killed by {}", process::signal_name(s))),
             ),
             Ended::TimedOut => (Outcome::Timeout, Some("stop action timed out".into())),
+            Ended::Abandoned => (
+                Outcome::Timeout,
+                Some("stop action timed out and did not end when killed; abandoned".into()),
+            ),
             Ended::SpawnFailed(why) => (Outcome::Error, Some(why)),
         };
         ProbeResult {
