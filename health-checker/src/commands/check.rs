@@ -118,10 +118,11 @@ pub fn judge(
 ) -> anyhow::Result<CheckReport> {
     let boot_id = current_boot_id().context("identifying this boot")?;
     let config = engine_config(&sys.config);
-    let actions = sys.check_actions(ctx);
+    let stop_actions = probes::stop_actions(&sys.root, &sys.config, ctx);
     let opts = CheckOptions {
         report,
         config: &config,
+        stop_actions: &stop_actions,
         stop_units: &sys.config.degraded.stop_services,
         dry_run,
         now: unix_now(),
@@ -130,7 +131,7 @@ pub fn judge(
     run_check(
         &sys.env,
         &sys.snapshots,
-        &actions,
+        &sys.actions,
         &sys.history,
         &sys.state,
         &opts,

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use grub_env::{Location, RealFs, Store};
 
-use crate::actions::{ActionSettings, Actions, Alert, Bus, SystemActions};
+use crate::actions::{ActionSettings, Bus, SystemActions};
 use crate::config::{self, Config};
 use crate::engine::{BootEnv, BootState, EngineConfig, GrubBootEnv};
 use crate::exit::{Code, CodeExt};
 use crate::history::History;
 use crate::paths::{Root, STATE_DIR};
-use crate::probes::{self, ProbeContext};
+use crate::probes::ProbeContext;
 use crate::snapshots::{BtrfsSnapshots, SnapshotRef, Snapshots};
 use crate::state::StateFile;
 
@@ -177,48 +177,5 @@ impl System {
             ctx.snapshot_id = Some(b.id);
         }
         ctx
-    }
-
-    /// The actions the engine uses in a check: the system's, with the
-    /// plugins' stop actions run after the configured units are stopped.
-    pub fn check_actions<'a>(&'a self, ctx: &'a ProbeContext) -> CheckActions<'a> {
-        CheckActions { system: self, ctx }
-    }
-}
-
-/// [`Actions`] for a check run: degraded mode also runs every plugin's
-/// stop action.
-#[derive(Debug)]
-pub struct CheckActions<'a> {
-    system: &'a System,
-    ctx: &'a ProbeContext,
-}
-
-impl Actions for CheckActions<'_> {
-    fn reboot(&self, why: &str) -> anyhow::Result<()> {
-        self.system.actions.reboot(why)
-    }
-
-    fn stop_units(&self, units: &[String]) -> anyhow::Result<()> {
-        let units_result = self.system.actions.stop_units(units);
-        let results = probes::run_stop_actions(&self.system.root, &self.system.config, self.ctx);
-        let failed: Vec<String> = results
-            .iter()
-            .filter(|r| r.result.is_failure())
-            .map(|r| format!("{}: {}", r.name, r.reason.as_deref().unwrap_or("failed")))
-            .collect();
-        units_result?;
-        if !failed.is_empty() {
-            bail!("plugin stop actions failed: {}", failed.join("; "));
-        }
-        Ok(())
-    }
-
-    fn alert(&self, alert: &Alert) -> anyhow::Result<()> {
-        self.system.actions.alert(alert)
-    }
-
-    fn notify_promoted(&self, summary: &str, details: &serde_json::Value) -> anyhow::Result<()> {
-        self.system.actions.notify_promoted(summary, details)
     }
 }

@@ -12,13 +12,15 @@
 //!    recorded) second. A failure of 1 or 2 stops everything: nothing else is
 //!    done, no reboot is asked for (a reboot without the failure counted
 //!    could loop), and the error is returned.
-//! 3. **History and state** (`/var/lib/health-checker`), before the reboot,
-//!    so the record of a rollback exists when it happens. (The phase's
-//!    verdict for this boot is saved in `state.json` even before step 1, so
-//!    that the late phase of the same boot knows the early phase failed even
-//!    when acting on that failure did not succeed.)
-//! 4. Degraded mode: **stop units**, then **alert**; other alerts
-//!    (rollback, GRUB fall-back).
+//! 3. Entering degraded mode is one step: **every plugin's stop action**,
+//!    then **the configured units** (`[degraded] stop_services`, empty by
+//!    default), so that the history's degraded event records what the stop
+//!    actions did. Then **history and state** (`/var/lib/health-checker`),
+//!    before the reboot, so the record of a rollback exists when it happens.
+//!    (The phase's verdict for this boot is saved in `state.json` even
+//!    before step 1, so that the late phase of the same boot knows the
+//!    early phase failed even when acting on that failure did not succeed.)
+//! 4. **Alerts**: degraded mode, rollback, GRUB fall-back.
 //! 5. **Reboot** last.
 //!
 //! Steps 3 and 4 are records and notices: their failure does not keep the
@@ -33,8 +35,9 @@ use super::bootstate::BootState;
 use super::decide::{decide, Action, BootVerdict, Decision, EarlyPhase, EngineConfig, Inputs};
 use crate::actions::{Actions, Alert, AlertKind};
 use crate::exit::{Code, CodeExt};
-use crate::history::History;
+use crate::history::{EventKind, History};
 use crate::logging::message_id;
+use crate::probes::StopAction;
 use crate::snapshots::{SnapshotRef, Snapshots};
 use crate::state::{Degraded, StateFile};
 use crate::verdict::{Phase, PhaseReport, Verdict};
@@ -55,7 +58,10 @@ pub struct CheckOptions<'a> {
     /// The phase's probe results (the caller ran the probes).
     pub report: &'a PhaseReport,
     pub config: &'a EngineConfig,
-    /// Units to stop in degraded mode (`[degraded] stop_services`).
+    /// The plugins' stop actions, run first in degraded mode.
+    pub stop_actions: &'a [StopAction],
+    /// Units to stop in degraded mode, after the stop actions (`[degraded]
+    /// stop_services`).
     pub stop_units: &'a [String],
     /// Decide and explain, change nothing.
     pub dry_run: bool,
@@ -228,10 +234,30 @@ pub fn run_check(
             return Err(with_problems(e, &problems)).code(Code::BootEnv);
         }
     }
-    log_decision(&report);
+    log_decision(&report, opts.report.phase);
 
-    // 3. History and state.
-    match history.append(&d.events, opts.now, Some(opts.boot_id)) {
+    // 3. Degraded mode: the plugins' stop actions, then the configured
+    //    units, recorded in the degraded event of the history.
+    let mut events = d.events.clone();
+    if let Action::EnterDegraded { .. } = &d.action {
+        let done = actions.enter_degraded(opts.stop_actions, opts.stop_units);
+        problems.extend(done.problems());
+        for r in &done.stop_actions {
+            report.notes.push(match (r.result.is_failure(), &r.reason) {
+                (false, _) => format!("degraded mode: stop action of {} done", r.name),
+                (true, why) => format!(
+                    "degraded mode: stop action of {} failed: {}",
+                    r.name,
+                    why.as_deref().unwrap_or("failed")
+                ),
+            });
+        }
+        if let Some(ev) = events.iter_mut().find(|e| e.kind == EventKind::Degraded) {
+            ev.probes = done.stop_actions;
+        }
+    }
+    //    History and state.
+    match history.append(&events, opts.now, Some(opts.boot_id)) {
         Ok(Some(c)) => report.notes.push(format!("warning: {c}")),
         Ok(None) => {}
         Err(e) => problems.push(e.context(format!(
@@ -260,17 +286,7 @@ pub fn run_check(
             }
         }
     }
-    // 4. Degraded mode and alerts.
-    if let Action::EnterDegraded { .. } = &d.action {
-        if !opts.stop_units.is_empty() {
-            if let Err(e) = actions.stop_units(opts.stop_units) {
-                problems.push(e.context(format!(
-                    "stopping units for degraded mode: {}",
-                    opts.stop_units.join(" ")
-                )));
-            }
-        }
-    }
+    // 4. Alerts.
     for alert in alerts(&report, opts.report) {
         if let Err(e) = actions.alert(&alert) {
             problems.push(e.context(format!("sending the {:?} alert", alert.kind)));
@@ -372,45 +388,42 @@ fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
     out
 }
 
-fn log_decision(report: &CheckReport) {
+/// The journal entries of a decision: the verdict of every phase, and the
+/// promotion. Rollbacks, GRUB fall-backs and degraded mode are alerts: the
+/// alert's journal channel logs them, once.
+fn log_decision(report: &CheckReport, phase: Phase) {
     let d = &report.decision;
     let snapshot = report.booted.path.as_str();
+    let verdict = match d.verdict {
+        BootVerdict::Pass => "pass",
+        BootVerdict::Fail => "fail",
+        BootVerdict::Unconfirmed => "unconfirmed",
+    };
     let text = d.explanation.join("; ");
-    if d.fallback.is_some() {
-        tracing::warn!(
-            MESSAGE_ID = message_id::GRUB_FALLBACK,
-            SNAPSHOT = snapshot,
-            "{text}"
-        );
-    }
-    match &d.action {
-        Action::Promote { .. } => {
-            tracing::info!(
-                MESSAGE_ID = message_id::PROMOTED,
-                SNAPSHOT = snapshot,
-                "{text}"
-            )
-        }
-        Action::RollBack { .. } => {
-            tracing::warn!(
-                MESSAGE_ID = message_id::ROLLBACK,
-                SNAPSHOT = snapshot,
-                "{text}"
-            )
-        }
-        Action::EnterDegraded { .. } => {
-            tracing::error!(
-                MESSAGE_ID = message_id::DEGRADED,
-                SNAPSHOT = snapshot,
-                "{text}"
-            )
-        }
-        Action::RetryReboot { .. } | Action::Nothing => {
-            tracing::info!(
+    macro_rules! verdict_entry {
+        ($level:ident) => {
+            tracing::$level!(
                 MESSAGE_ID = message_id::VERDICT,
                 SNAPSHOT = snapshot,
+                PHASE = phase.as_str(),
+                VERDICT = verdict,
                 "{text}"
             )
-        }
+        };
+    }
+    if d.verdict == BootVerdict::Pass {
+        verdict_entry!(info);
+    } else {
+        verdict_entry!(warn);
+    }
+    if let Action::Promote { snapshot } = &d.action {
+        tracing::info!(
+            MESSAGE_ID = message_id::PROMOTED,
+            SNAPSHOT = snapshot.path.as_str(),
+            PHASE = phase.as_str(),
+            VERDICT = verdict,
+            "{} passed its health checks and is now known-good",
+            snapshot.path
+        );
     }
 }
