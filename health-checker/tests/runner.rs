@@ -187,11 +187,16 @@ fn a_double_forked_daemon_of_a_timed_out_probe_is_killed() {
     let pidfile = t.path().join("daemon");
     t.vendor(
         "daemonizer",
-        &manifest("early", "required", "timeout = \"1s\"\n"),
+        &manifest("early", "required", "timeout = \"2s\"\n"),
+        // The probe waits for the daemon's PID file (written whole, then
+        // renamed) before it hangs, so the timeout cannot end the daemon
+        // before it is known.
         Some(&format!(
-            "(setsid sh -c 'trap \"\" TERM; echo $$ > {}; while :; do sleep 1; done' &) \n\
+            "(setsid sh -c 'trap \"\" TERM; echo $$ > {p}.tmp && mv {p}.tmp {p}; \
+             while :; do sleep 1; done' &) \n\
+             while [ ! -s {p} ]; do sleep 0.01; done\n\
              trap '' TERM\nwhile :; do sleep 1; done",
-            pidfile.display()
+            p = pidfile.display()
         )),
     );
     let r = t.run(Phase::Early);
@@ -257,7 +262,14 @@ fn after_orders_probes() {
     t.vendor(
         "d",
         &manifest("late", "required", "after = [\"e\", \"m\"]\n"),
-        Some(&step("d", "0.6")),
+        // d is ordered after nothing of its phase and runs beside a, b and
+        // c; it waits (at most 10 s) until c has written, so the log's order
+        // does not depend on how fast a loaded machine starts b and c.
+        Some(&format!(
+            "i=0; while ! grep -qx c {log} && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done\n\
+             echo d >> {log}",
+            log = log.display()
+        )),
     );
     let r = t.run(Phase::Late);
     assert_eq!(r.verdict, Verdict::Pass, "{r:#?}");
