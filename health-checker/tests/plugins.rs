@@ -467,6 +467,32 @@ fn a_users_symlink_on_the_way_to_a_program_or_manifest_is_refused() {
 }
 
 #[test]
+fn a_mask_made_by_a_user_does_not_turn_a_required_probe_off() {
+    let (uid, _) = common::user::ordinary_user();
+    let t = TestRoot::new();
+    t.vendor("db", &manifest("early", "required", ""), Some("exit 1"));
+    // A sticky admin directory (as `/tmp` is) is accepted; what a user
+    // puts there is not.
+    let admin = common::user::sticky_dir(t.path(), "etc/health-checker/plugins.d");
+    let mask = admin.join("db.toml");
+    common::user::sh_as_user(&format!("ln -s /dev/null {}", mask.display()));
+    let r = t.run(Phase::Early);
+    let p = find(&r, "db");
+    assert_eq!(p.result, Outcome::Error, "{r:#?}");
+    assert_eq!(
+        p.reason.as_deref(),
+        Some(
+            format!(
+                "refusing symlink {}: owned by uid {uid}, not root",
+                mask.display()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(r.verdict, Verdict::Fail);
+}
+
+#[test]
 fn a_program_a_user_creates_after_discovery_is_not_run_as_root() {
     common::user::ordinary_user();
     let t = TestRoot::new();

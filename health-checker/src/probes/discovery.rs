@@ -281,6 +281,16 @@ fn plugins(
             (None, None) => continue,
         };
         if is_mask(&file) {
+            // A mask turns a probe off: it must be root's like a manifest.
+            let refused = if cfg.insecure_ok {
+                None
+            } else {
+                safety::check_link(&file, root.dir(), safety::PLUGIN).err()
+            };
+            if let Some(reason) = refused {
+                found.broken.push(Broken { name, file, reason });
+                continue;
+            }
             found.masked.push(Masked {
                 name,
                 file,

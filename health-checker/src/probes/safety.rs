@@ -78,6 +78,28 @@ pub fn check_path(path: &Path, stop_at: &Path, names: Names) -> Result<(), Refus
     .map(drop)
 }
 
+/// Check a symlink itself, not what it points to (a mask to `/dev/null`):
+/// the directories on the way to it, and its owner.
+pub fn check_link(link: &Path, stop_at: &Path, names: Names) -> Result<(), Refusal> {
+    if let Some(parent) = link.parent() {
+        check_path(parent, stop_at, names)?;
+    }
+    let md = std::fs::symlink_metadata(link).map_err(|e| {
+        format!(
+            "refusing symlink {}: cannot inspect it: {e}",
+            link.display()
+        )
+    })?;
+    if md.uid() != 0 {
+        return Err(format!(
+            "refusing symlink {}: owned by uid {}, not root",
+            link.display(),
+            md.uid()
+        ));
+    }
+    Ok(())
+}
+
 /// Open `path` with the walk described in the module documentation and
 /// return an `O_PATH` descriptor of what it names. With [`Trust::Any`]
 /// nothing is refused, but the path is still resolved once.
