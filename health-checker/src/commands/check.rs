@@ -5,7 +5,7 @@
 use anyhow::Context;
 use clap::Args;
 
-use crate::engine::{run_check, CheckOptions, CheckReport};
+use crate::engine::{run_check, CheckOptions, CheckReport, EngineConfig};
 use crate::exit::Code;
 use crate::paths::Root;
 use crate::probes::{self, check_phase, error_result, ProbeContext};
@@ -87,7 +87,7 @@ pub fn run(root: &Root, args: &CheckArgs) -> anyhow::Result<Code> {
     if !args.json {
         print_report(&report);
     }
-    let judged = judge(&sys, &report, &ctx, args.dry_run);
+    let judged = judge(&sys, &report, &ctx, args.dry_run, loaded.error.as_deref());
     match &judged {
         Ok(done) if args.json => {
             let mut v = report_json(&report)?;
@@ -110,14 +110,20 @@ pub fn run(root: &Root, args: &CheckArgs) -> anyhow::Result<Code> {
 
 /// Judge this boot with a phase's report and act on it (or only explain,
 /// with `dry_run`). The deadline uses it too, with a report of its own.
+/// `config_error`: why the configuration could not be read, if it could not
+/// (`sys` then holds the defaults).
 pub fn judge(
     sys: &System,
     report: &PhaseReport,
     ctx: &ProbeContext,
     dry_run: bool,
+    config_error: Option<&str>,
 ) -> anyhow::Result<CheckReport> {
     let boot_id = current_boot_id().context("identifying this boot")?;
-    let config = engine_config(&sys.config);
+    let config = EngineConfig {
+        unreadable: config_error.map(str::to_owned),
+        ..engine_config(&sys.config)
+    };
     let stop_actions = probes::stop_actions(&sys.root, &sys.config, ctx);
     let opts = CheckOptions {
         report,

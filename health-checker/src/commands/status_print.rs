@@ -94,6 +94,17 @@ pub fn text(s: &Status) -> String {
             ),
         }),
     );
+    if let Some(f) = &s.boot_env_write_failed {
+        line(
+            "Env write",
+            format!(
+                "FAILED at {}: {}\nwhile: {}",
+                rfc3339(f.time),
+                f.error,
+                f.during
+            ),
+        );
+    }
     line(
         "This boot",
         show(&s.this_boot, |b| {

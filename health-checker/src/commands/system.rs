@@ -100,6 +100,7 @@ pub fn engine_config(config: &Config) -> EngineConfig {
         tries: config.boot.tries,
         good_failure_reboots: config.boot.good_failure_reboots,
         act_on_manual_boot: config.boot.act_on_manual_boot,
+        unreadable: None,
     }
 }
 
