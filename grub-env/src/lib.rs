@@ -63,7 +63,9 @@
 //!   is the one the snippet under `grub/` loads: the primary when it loads
 //!   and carries `hc_seq`, else the backup when it does, else the first
 //!   that loads at all. A pair from which nothing loads is an error, never
-//!   an empty environment. The test `tests/grub_editenv_differential.rs`
+//!   an empty environment; so is a pair whose only copy GRUB loads is
+//!   damaged and carries no `hc_seq` (most likely a torn copy of ours: GRUB
+//!   reads no state from it and boots the distribution's entries). The test `tests/grub_editenv_differential.rs`
 //!   checks our reader against the real `grub-editenv` over damaged files.
 //! * **What the checksum means**: GRUB does not check it, so it never
 //!   decides which copy is read. A copy whose checksum does not match was

@@ -219,7 +219,9 @@ impl<F: Fs> Store<F> {
     /// Read the environment GRUB reads, by the snippet's rule (see the
     /// crate documentation): the primary when GRUB loads it and it carries
     /// `hc_seq`; else the backup when GRUB loads it and it carries
-    /// `hc_seq`; else whichever GRUB loads at all, the primary first. Each copy is
+    /// `hc_seq`; else whichever GRUB loads at all, the primary first, if
+    /// it is a well-formed block (a damaged copy without `hc_seq` is most
+    /// likely a torn copy of ours, never taken for an empty state). Each copy is
     /// read as GRUB's reader reads it ([`Env::parse_as_grub`]), so a copy
     /// with stray bytes in its padding, bytes appended or a checksum that
     /// does not match is still the one used when GRUB uses it; every such
@@ -263,9 +265,12 @@ impl<F: Fs> Store<F> {
                 ));
             }
             Source::Backup
-        } else if matches!(p, CopyState::Read { .. }) {
+        } else if matches!(p, CopyState::Read { .. }) && !p.irregular() {
             Source::Primary
-        } else if matches!(b, CopyState::Read { .. }) {
+        } else if !matches!(p, CopyState::Read { .. })
+            && matches!(b, CopyState::Read { .. })
+            && !b.irregular()
+        {
             Source::Backup
         } else if matches!((&p, &b), (CopyState::Missing, CopyState::Missing)) {
             return Ok((
@@ -282,7 +287,14 @@ impl<F: Fs> Store<F> {
             let why = |c: &CopyState| match c {
                 CopyState::Missing => "missing".to_string(),
                 CopyState::Refused { problem, .. } => format!("GRUB cannot read it: {problem}"),
-                CopyState::Read { .. } => unreachable!("a copy GRUB reads is used"),
+                // A damaged copy without our sequence number: GRUB reads
+                // no state from it, but it is no empty environment either
+                // (most likely a torn copy of ours).
+                CopyState::Read { .. } if c.irregular() => format!(
+                    "damaged, and GRUB reads no {seq_key} from it: {}",
+                    c.defects().join("; ")
+                ),
+                CopyState::Read { .. } => format!("has no {seq_key}"),
             };
             return Err(Error::NoValidCopy {
                 primary: self.primary.to_string(),

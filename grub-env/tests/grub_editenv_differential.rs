@@ -302,3 +302,27 @@ fn with_both_copies_unreadable_recover_keeps_them_and_starts_anew() {
     assert_eq!(loaded.env.get("hc_seq"), Some("1"));
     assert!(editenv_list(&file).is_some());
 }
+
+#[test]
+fn a_damaged_copy_without_our_sequence_number_is_no_empty_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("grubenv");
+    let backup = dir.path().join("grubenv.bak");
+    // Torn in the middle of our first key: GRUB reads it, with no keys.
+    let torn = b"# GRUB Environment Block\nhc_good=@/.snap";
+    std::fs::write(&file, torn).unwrap();
+    std::fs::write(&backup, torn).unwrap();
+    assert_eq!(editenv_list(&file), Some(Vec::new()));
+    let err = Store::for_file(&file).load().unwrap_err().to_string();
+    assert!(err.contains("GRUB reads no hc_seq from it"), "{err}");
+
+    // A primary GRUB refuses and a sound backup without our keys (as
+    // grub-editenv leaves it): GRUB's snippet loads the backup, so do we.
+    std::fs::write(&file, b"garbage").unwrap();
+    let mut env = Env::new();
+    env.set("saved_entry", "1").unwrap();
+    std::fs::write(&backup, env.to_bytes().unwrap()).unwrap();
+    let loaded = Store::for_file(&file).load().unwrap();
+    assert_eq!(loaded.source, Source::Backup);
+    assert_eq!(loaded.env.get("saved_entry"), Some("1"));
+}
