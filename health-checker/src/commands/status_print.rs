@@ -80,6 +80,12 @@ pub fn text(s: &Status) -> String {
                     e.good_failures
                 ),
             );
+            if !e.damage.is_empty() {
+                line(
+                    "Env damage",
+                    format!("{} (the next check repairs it)", e.damage.join("\n")),
+                );
+            }
         }
     }
     line(
