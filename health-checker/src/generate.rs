@@ -22,7 +22,7 @@ pub struct GenerateArgs {
 
 const EXIT_STATUS: &str = "\
 0: success; for check, the boot passed.
-1: the boot failed (a required probe failed), or for bootenv get, the key is not set.
+1: the boot failed (a required probe failed); for bootenv get, the key is not set; for doctor, the boot is not protected.
 2: usage error.
 3: configuration error.
 4: boot environment error.

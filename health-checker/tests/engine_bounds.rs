@@ -145,6 +145,7 @@ fn config() -> impl Strategy<Value = EngineConfig> {
         tries,
         good_failure_reboots,
         act_on_manual_boot: act,
+        unreadable: None,
     })
 }
 

@@ -80,6 +80,12 @@ pub fn text(s: &Status) -> String {
                     e.good_failures
                 ),
             );
+            if !e.damage.is_empty() {
+                line(
+                    "Env damage",
+                    format!("{} (the next check repairs it)", e.damage.join("\n")),
+                );
+            }
         }
     }
     line(
@@ -94,6 +100,17 @@ pub fn text(s: &Status) -> String {
             ),
         }),
     );
+    if let Some(f) = &s.boot_env_write_failed {
+        line(
+            "Env write",
+            format!(
+                "FAILED at {}: {}\nwhile: {}",
+                rfc3339(f.time),
+                f.error,
+                f.during
+            ),
+        );
+    }
     line(
         "This boot",
         show(&s.this_boot, |b| {

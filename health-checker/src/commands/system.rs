@@ -72,15 +72,11 @@ pub fn env_store(root: &Root, config: &Config) -> anyhow::Result<Store> {
     if !use_block {
         return Ok(Store::for_file(file));
     }
-    if config.bootenv.device.is_empty() {
-        bail!(crate::exit::with_code(
-            Code::Config,
-            anyhow::anyhow!(
-                "[bootenv] location = \"env-block\" needs [bootenv] device (the btrfs device)"
-            )
-        ));
-    }
-    let device = PathBuf::from(&config.bootenv.device);
+    let device = if config.bootenv.device.is_empty() {
+        root_device(root).code(Code::Config)?
+    } else {
+        PathBuf::from(&config.bootenv.device)
+    };
     let backup = root.join(STATE_DIR).join("grubenv-block.bak");
     Ok(Store::with_locations(
         RealFs,
@@ -94,12 +90,35 @@ pub fn env_store(root: &Root, config: &Config) -> anyhow::Result<Store> {
     ))
 }
 
+/// The device of the btrfs file system mounted at `root` (the default of
+/// `[bootenv] device`).
+fn root_device(root: &Root) -> anyhow::Result<PathBuf> {
+    let dir = std::fs::canonicalize(root.dir())
+        .with_context(|| format!("resolving {}", root.dir().display()))?;
+    let mounts = crate::snapshots::mountinfo::read()?;
+    match crate::snapshots::mountinfo::mount_of(&mounts, &dir) {
+        Some(m) if m.fs_type == "btrfs" && m.source.starts_with('/') => Ok(m.source.clone().into()),
+        Some(m) => bail!(
+            "[bootenv] device is empty and the root file system {} is {} on {:?}, \
+             not a btrfs device: set [bootenv] device",
+            dir.display(),
+            m.fs_type,
+            m.source
+        ),
+        None => bail!(
+            "[bootenv] device is empty and no mount holds {}: set [bootenv] device",
+            dir.display()
+        ),
+    }
+}
+
 /// The engine's settings from the configuration.
 pub fn engine_config(config: &Config) -> EngineConfig {
     EngineConfig {
         tries: config.boot.tries,
         good_failure_reboots: config.boot.good_failure_reboots,
         act_on_manual_boot: config.boot.act_on_manual_boot,
+        unreadable: None,
     }
 }
 
