@@ -17,7 +17,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN ?= $(TARGET_DIR)/release/health-checker
 INSTALL ?= install
 
-.PHONY: release-bin all build deps vm-deps test test-unit test-vm lint bench install uninstall check-install demo
+.PHONY: release-bin all build deps vm-deps test test-unit test-vm lint bench fuzz install uninstall check-install demo
 
 all: build
 
@@ -61,6 +61,12 @@ demo:
 
 bench: deps
 	$(CARGO) bench -p grub-env --bench env_io
+
+# A bounded fuzzing session of every fuzz target (FUZZ_SECONDS each); needs
+# nightly and cargo-fuzz, and says so when they are missing.
+FUZZ_SECONDS ?= 60
+fuzz:
+	fuzz/run $(FUZZ_SECONDS)
 
 # Everything a distribution package would ship, at the paths it would use.
 UNITS := health-checker-early.service health-checker-late.service \

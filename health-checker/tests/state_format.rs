@@ -242,3 +242,29 @@ fn files_of_a_newer_major_format_are_reported_and_left_where_they_are() {
         "nothing moved aside"
     );
 }
+
+#[test]
+fn status_says_when_the_last_write_of_the_boot_environment_failed() {
+    let (d, var) = root_with(Some("state-v1.json"), None);
+    let mut state = json(&var.join("state.json"));
+    state["boot_env_failure"] = serde_json::json!({
+        "time": 1_795_319_100,
+        "error": "writing the boot environment: /boot/efi/EFI/health-checker/grubenv: No space left on device (os error 28)",
+        "during": "@/.snapshots/2/snapshot failed; rolling back",
+    });
+    std::fs::write(var.join("state.json"), serde_json::to_vec(&state).unwrap()).unwrap();
+    let out = hc(d.path(), &["status"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        shown.contains("Env write: FAILED at 2026-11-22T03:45:00Z"),
+        "{}",
+        text(&out)
+    );
+    assert!(shown.contains("No space left on device"), "{}", text(&out));
+    let out = hc(d.path(), &["status", "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        status["boot_env_write_failed"]["time"], 1_795_319_100,
+        "{status:#}"
+    );
+}

@@ -9,9 +9,12 @@
 //!    known-good. The reverse order could leave the trial cleared while the
 //!    default still names it, which would look like an unarmed update.
 //! 2. **Boot environment** (trial cleared, failure streak counted, promotion
-//!    recorded) second. A failure of 1 or 2 stops everything: nothing else is
-//!    done, no reboot is asked for (a reboot without the failure counted
-//!    could loop), and the error is returned.
+//!    recorded) second. A failure of 1 stops everything: nothing else is
+//!    done, no reboot is asked for, and the error is returned. A failure of
+//!    2 (a full ESP) does not silence the records and alerts: a rollback
+//!    still reboots (GRUB's count of the trial's attempts bounds it), a
+//!    retry reboot of the known-good becomes degraded mode (its count could
+//!    not be saved, so a reboot could loop); see `env_write_failed`.
 //! 3. **History and state** (`/var/lib/health-checker`), before the reboot,
 //!    so the record of a rollback exists when it happens. (The phase's
 //!    verdict for this boot is saved in `state.json` even before step 1, so
@@ -20,6 +23,10 @@
 //! 4. Degraded mode: **stop units**, then **alert**; other alerts
 //!    (rollback, GRUB fall-back).
 //! 5. **Reboot** last.
+//!
+//! All of it, from reading the boot environment to the reboot, runs under
+//! one lock ([`StateFile::lock`]), so that two checks at once (the late
+//! phase and the deadline, an admin) decide one after the other.
 //!
 //! Steps 3 and 4 are records and notices: their failure does not keep the
 //! reboot of step 5 from being asked for (a failing trial must not stay
