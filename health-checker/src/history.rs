@@ -429,6 +429,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        feature = "future-state-fixture",
+        ignore = "the future fixture adds an entry to every append"
+    )]
     fn history_is_bounded_newest_kept() {
         let dir = tempfile::tempdir().unwrap();
         let h = History::at(dir.path().join("history.json"));
@@ -538,6 +542,27 @@ mod tests {
             after[5]["format_version"],
             FormatVersion::CURRENT.to_string()
         );
+    }
+
+    /// Built only with the `future-state-fixture` feature: what a future
+    /// release writes, for tests where it writes and this release reads.
+    #[cfg(feature = "future-state-fixture")]
+    #[test]
+    fn the_future_fixture_writes_an_unknown_field_and_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::at(dir.path().join("history.json"));
+        h.append(&[ev("a")], 1, None).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(h.path()).unwrap()).unwrap();
+        assert_eq!(v[0]["format_version"], "1.1");
+        assert_eq!(v[0]["future_field"], "written by a future release");
+        assert_eq!(v[1]["kind"], "future-kind");
+        let s = crate::state::StateFile::at(dir.path().join("state.json"));
+        s.save(&crate::state::State::default()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(s.path()).unwrap()).unwrap();
+        assert_eq!(v["format_version"], "1.1");
+        assert_eq!(v["future_field"], "written by a future release");
     }
 
     #[test]
