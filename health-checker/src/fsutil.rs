@@ -9,6 +9,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -26,10 +27,14 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
+    // Unique per process and per write, so that two writers never share a
+    // temporary file.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{}",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
     ));
     let result = write_synced(&tmp, bytes).and_then(|()| {
         fs::rename(&tmp, path)
@@ -503,6 +508,46 @@ mod tests {
             0o700
         );
         assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_lock_directory_owned_by_another_user_is_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            panic!("this test needs root (it gives a directory to another user)");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = Lock::path_for(dir.path());
+        fs::create_dir(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::chown(p.parent().unwrap(), Some(65534), Some(65534)).unwrap();
+        let err = Lock::acquire(&p, LOCK_WAIT).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("owned by uid 65534") && msg.contains("locks"),
+            "{msg}"
+        );
+        assert!(!p.exists(), "nothing made in it");
+    }
+
+    #[test]
+    fn concurrent_atomic_writes_of_one_file_do_not_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.json");
+        std::thread::scope(|s| {
+            for t in 0..4u8 {
+                let p = &p;
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        atomic_write(p, &[t; 64]).unwrap();
+                    }
+                });
+            }
+        });
+        let last = fs::read(&p).unwrap();
+        assert_eq!(last.len(), 64);
+        assert!(
+            last.iter().all(|b| *b == last[0]),
+            "one writer's content, whole"
+        );
     }
 
     #[test]

@@ -568,3 +568,55 @@ fn a_decision_serialises_for_json_output() {
     assert_eq!(v["verdict"], "fail");
     assert_eq!(v["events"][1]["kind"], "rollback");
 }
+
+// ---- An unreadable configuration (a typo) ----
+
+fn unreadable(mut c: Case) -> Case {
+    c.config.unreadable = Some("/etc/health-checker/config.toml:3: unknown field `trys`".into());
+    c.report = PhaseReport::new(
+        c.report.phase,
+        vec![probe("configuration", Severity::Required, Outcome::Error)],
+    );
+    c
+}
+
+#[test]
+fn a_known_good_with_an_unreadable_configuration_degrades_at_once() {
+    for phase_early in [false, true] {
+        let c = Case::new(good_only(), g(), g());
+        let c = unreadable(if phase_early {
+            c.early(false)
+        } else {
+            c.late(false)
+        });
+        let d = c.decide();
+        assert_eq!(d.role, Role::Good);
+        match &d.action {
+            Action::EnterDegraded { reason } => {
+                assert!(reason.contains("unknown field `trys`"), "{reason}");
+                assert!(reason.contains("a reboot cannot fix it"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!d.wants_reboot());
+        assert_eq!(d.state.good_fails, 0, "no retry counted");
+        assert_eq!(kinds(&d), [EventKind::Verdict, EventKind::Degraded]);
+    }
+}
+
+#[test]
+fn a_trial_with_an_unreadable_configuration_is_still_rolled_back() {
+    let d = unreadable(Case::new(armed(2), t(), t()).late(false)).decide();
+    assert_eq!(d.action, Action::RollBack { from: t(), to: g() });
+    assert!(d.wants_reboot());
+}
+
+#[test]
+fn a_readable_configuration_keeps_the_retry_reboot_of_a_failing_known_good() {
+    let d = Case::new(good_only(), g(), g()).late(false).decide();
+    assert!(
+        matches!(d.action, Action::RetryReboot { .. }),
+        "{:?}",
+        d.action
+    );
+}
