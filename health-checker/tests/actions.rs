@@ -636,7 +636,8 @@ fn systemd_is_reached_directly_on_its_private_socket() {
     });
 
     let conn = health_checker::systemd::connect_direct(&socket).unwrap();
-    let job = health_checker::systemd::start_unit(&conn, "reboot.target", "replace-irreversibly")
+    let job = health_checker::systemd::Systemd::from_connection(conn)
+        .start_unit("reboot.target", "replace-irreversibly")
         .unwrap();
     assert_eq!(job.as_str(), "/org/freedesktop/systemd1/job/1");
     assert_eq!(

@@ -21,14 +21,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use zbus::blocking::connection::Builder;
-use zbus::blocking::{proxy, Connection, Proxy};
+use zbus::blocking::Connection;
 use zbus::proxy::CacheProperties;
 use zbus::zvariant::OwnedObjectPath;
-
-const DEST: &str = SYSTEMD_NAME;
-const MANAGER_PATH: &str = SYSTEMD_PATH;
-const MANAGER: &str = SYSTEMD_MANAGER;
-const UNIT: &str = "org.freedesktop.systemd1.Unit";
 
 /// Which D-Bus to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,10 +38,6 @@ pub enum Bus {
     Address(String),
 }
 
-/// systemd's bus name, object and manager interface.
-pub const SYSTEMD_NAME: &str = "org.freedesktop.systemd1";
-pub const SYSTEMD_PATH: &str = "/org/freedesktop/systemd1";
-pub const SYSTEMD_MANAGER: &str = "org.freedesktop.systemd1.Manager";
 /// systemd's private socket: a direct connection to PID 1, no bus daemon.
 pub const SYSTEMD_PRIVATE: &str = "/run/systemd/private";
 
@@ -59,7 +50,7 @@ pub const SYSTEM_BUS_SOCKET: &str = "/run/dbus/system_bus_socket";
 /// A connection on which systemd's manager answers: the system bus once it
 /// is up, systemd's private socket before that (the early phase, and late
 /// in a shutdown). The private socket is reached through a relay
-/// ([`super::private_socket`]) because zbus cannot read the sender systemd
+/// ([`private_socket`]) because zbus cannot read the sender systemd
 /// puts on its messages there.
 pub fn connect_systemd(bus: &Bus) -> anyhow::Result<Connection> {
     match bus {
@@ -118,37 +109,62 @@ pub fn is_absent(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Call a method of systemd's manager taking `(unit, mode)`; returns the
-/// queued job.
-fn unit_call(
-    conn: &Connection,
-    method: &str,
-    unit: &str,
-    mode: &str,
-) -> anyhow::Result<OwnedObjectPath> {
-    let reply = conn
-        .call_method(
-            Some(SYSTEMD_NAME),
-            SYSTEMD_PATH,
-            Some(SYSTEMD_MANAGER),
-            method,
-            &(unit, mode),
-        )
-        .with_context(|| format!("systemd {method}({unit}, {mode})"))?;
-    reply
-        .body()
-        .deserialize::<OwnedObjectPath>()
-        .with_context(|| format!("reading systemd's reply to {method}({unit}, {mode})"))
+/// One row of `ListUnitsFiltered`: name, description, load state, active
+/// state, sub state, followed unit, object, job ID, job type, job object.
+type UnitRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    OwnedObjectPath,
+    u32,
+    String,
+    OwnedObjectPath,
+);
+
+/// One row of `ListJobs`: ID, unit, job type, state, job object, unit
+/// object.
+type JobRow = (
+    u32,
+    String,
+    String,
+    String,
+    OwnedObjectPath,
+    OwnedObjectPath,
+);
+
+/// systemd's manager: the calls we make, typed.
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1",
+    gen_async = false,
+    blocking_name = "ManagerProxy"
+)]
+trait Manager {
+    fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+    fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn list_units_filtered(&self, states: &[&str]) -> zbus::Result<Vec<UnitRow>>;
+    fn list_jobs(&self) -> zbus::Result<Vec<JobRow>>;
 }
 
-/// Queue the start of `unit`.
-pub fn start_unit(conn: &Connection, unit: &str, mode: &str) -> anyhow::Result<OwnedObjectPath> {
-    unit_call(conn, "StartUnit", unit, mode)
-}
-
-/// Queue the stop of `unit`.
-pub fn stop_unit(conn: &Connection, unit: &str, mode: &str) -> anyhow::Result<OwnedObjectPath> {
-    unit_call(conn, "StopUnit", unit, mode)
+/// One unit of systemd's: the properties we read, typed.
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Unit",
+    default_service = "org.freedesktop.systemd1",
+    gen_async = false,
+    blocking_name = "UnitProxy"
+)]
+trait Unit {
+    #[zbus(property)]
+    fn load_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn active_state(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn sub_state(&self) -> zbus::Result<String>;
 }
 
 /// The state of one unit.
@@ -192,66 +208,54 @@ impl Systemd {
         Systemd { conn }
     }
 
-    fn proxy<'a>(&'a self, path: &'a str, iface: &'a str) -> anyhow::Result<Proxy<'a>> {
-        proxy::Builder::new(&self.conn)
-            .destination(DEST)?
-            .path(path)?
-            .interface(iface)?
+    /// systemd's manager, no property cache (every read reaches systemd).
+    fn manager(&self) -> anyhow::Result<ManagerProxy<'_>> {
+        ManagerProxy::builder(&self.conn)
             .cache_properties(CacheProperties::No)
             .build()
-            .with_context(|| format!("creating D-Bus proxy for {path}"))
+            .context("creating the D-Bus proxy for systemd's manager")
     }
 
-    fn manager(&self) -> anyhow::Result<Proxy<'_>> {
-        self.proxy(MANAGER_PATH, MANAGER)
+    /// Queue the start of `unit` in `mode`; returns the job.
+    pub fn start_unit(&self, unit: &str, mode: &str) -> anyhow::Result<OwnedObjectPath> {
+        self.manager()?
+            .start_unit(unit, mode)
+            .with_context(|| format!("systemd StartUnit({unit}, {mode})"))
+    }
+
+    /// Queue the stop of `unit` in `mode`; returns the job.
+    pub fn stop_unit(&self, unit: &str, mode: &str) -> anyhow::Result<OwnedObjectPath> {
+        self.manager()?
+            .stop_unit(unit, mode)
+            .with_context(|| format!("systemd StopUnit({unit}, {mode})"))
     }
 
     /// The load and activity state of unit `name` (loading it if needed, so
     /// a unit that does not exist reads as `not-found`/`inactive`).
     pub fn unit_state(&self, name: &str) -> anyhow::Result<UnitState> {
-        let path: OwnedObjectPath = self
+        let path = self
             .manager()?
-            .call("LoadUnit", &(name,))
+            .load_unit(name)
             .with_context(|| format!("asking systemd for unit {name}"))?;
-        let unit = self.proxy(path.as_str(), UNIT)?;
-        let get = |prop: &str| -> anyhow::Result<String> {
-            unit.get_property::<String>(prop)
-                .with_context(|| format!("reading {prop} of unit {name}"))
+        let unit = UnitProxy::builder(&self.conn)
+            .path(path.clone())
+            .and_then(|b| b.cache_properties(CacheProperties::No).build())
+            .with_context(|| format!("creating the D-Bus proxy for {}", path.as_str()))?;
+        let read = |prop: &str, v: zbus::Result<String>| {
+            v.with_context(|| format!("reading {prop} of unit {name}"))
         };
         Ok(UnitState {
-            load_state: get("LoadState")?,
-            active_state: get("ActiveState")?,
-            sub_state: get("SubState")?,
+            load_state: read("LoadState", unit.load_state())?,
+            active_state: read("ActiveState", unit.active_state())?,
+            sub_state: read("SubState", unit.sub_state())?,
         })
-    }
-
-    /// Queue the start of `unit` in `mode`; returns the job.
-    pub fn start_unit(&self, unit: &str, mode: &str) -> anyhow::Result<OwnedObjectPath> {
-        start_unit(&self.conn, unit, mode)
-    }
-
-    /// Queue the stop of `unit` in `mode`; returns the job.
-    pub fn stop_unit(&self, unit: &str, mode: &str) -> anyhow::Result<OwnedObjectPath> {
-        stop_unit(&self.conn, unit, mode)
     }
 
     /// The names of the units in the `failed` state.
     pub fn failed_units(&self) -> anyhow::Result<Vec<String>> {
-        #[allow(clippy::type_complexity)]
-        let units: Vec<(
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            OwnedObjectPath,
-            u32,
-            String,
-            OwnedObjectPath,
-        )> = self
+        let units = self
             .manager()?
-            .call("ListUnitsFiltered", &(vec!["failed"],))
+            .list_units_filtered(&["failed"])
             .context("asking systemd for failed units")?;
         Ok(units.into_iter().map(|u| u.0).collect())
     }
@@ -260,16 +264,9 @@ impl Systemd {
     /// `("app.service", "start", "running")`. What a boot is still waiting
     /// for.
     pub fn jobs(&self) -> anyhow::Result<Vec<Job>> {
-        let jobs: Vec<(
-            u32,
-            String,
-            String,
-            String,
-            OwnedObjectPath,
-            OwnedObjectPath,
-        )> = self
+        let jobs = self
             .manager()?
-            .call("ListJobs", &())
+            .list_jobs()
             .context("asking systemd for its jobs")?;
         Ok(jobs
             .into_iter()
