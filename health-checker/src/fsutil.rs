@@ -18,9 +18,14 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::de::DeserializeOwned;
 
 /// Replace `path` with `bytes` atomically: a power cut at any point leaves
-/// either the old or the new content. Writes a temporary file in the same
+/// either the old or the new content, and a reader sees the old file or the
+/// new one, never part of one. Writes a temporary file in the same
 /// directory, fsyncs it, renames it over `path`, then fsyncs the directory so
-/// the rename itself is durable. Creates the directory if it is missing.
+/// the rename itself is durable. Creates the directory if it is missing. The
+/// file is readable by everyone and writable by its owner (0644), whatever
+/// the umask: the login message and the state files are read by users.
+/// This is the one atomic-write helper of the program (the boot environment
+/// has its own store in the `grub-env` crate, for FAT and fault injection).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent(path)?;
     fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
@@ -48,6 +53,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
+/// The mode of files written by [`atomic_write`].
+pub const FILE_MODE: u32 = 0o644;
+
 fn parent(path: &Path) -> Result<&Path> {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => Ok(p),
@@ -63,6 +71,11 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
         .truncate(true)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
+    }
     f.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     f.sync_all()
@@ -447,6 +460,9 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, FILE_MODE, "{mode:o}");
     }
 
     #[test]

@@ -193,14 +193,26 @@ pub fn report_passed(report: &PhaseReport) -> bool {
 }
 
 fn classify(i: &Inputs, good: Option<&SnapshotRef>) -> Role {
-    let booted = i.booted;
-    if i.state.trial.as_ref() == Some(booted) {
+    role(i.state, i.booted, i.default, good)
+}
+
+/// The role of the booted snapshot, given the boot environment, the
+/// default subvolume and the usable known-good (`None` when there is none
+/// or the store lacks it). The one rule: [`decide`] and what probes are
+/// told (`HC_TRIAL`) both use it.
+pub fn role(
+    state: &BootState,
+    booted: &SnapshotRef,
+    default: &SnapshotRef,
+    good: Option<&SnapshotRef>,
+) -> Role {
+    if state.trial.as_ref() == Some(booted) {
         Role::Trial { armed: true }
     } else if good == Some(booted) {
         Role::Good
     } else if good.is_none() {
         Role::NoGood
-    } else if i.state.trial.is_none() && booted == i.default {
+    } else if state.trial.is_none() && booted == default {
         Role::Trial { armed: false }
     } else {
         Role::Manual
