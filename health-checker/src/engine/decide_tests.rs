@@ -450,6 +450,43 @@ fn g_booted_with_an_unarmed_default_arms_it_for_the_next_boot() {
     assert_eq!(d.action, Action::Nothing);
 }
 
+#[test]
+fn the_top_level_subvolume_is_never_armed() {
+    let top = SnapshotRef {
+        id: 5,
+        path: String::new(),
+    };
+    // G booted, the default is the top level (a layout common outside
+    // snapper): nothing is armed, and the explanation says why this system
+    // is not protected.
+    for phase_pass in [
+        Case::new(good_only(), g(), top.clone()).early(true),
+        Case::new(good_only(), g(), top.clone()).late(true),
+    ] {
+        let d = phase_pass.decide();
+        assert_eq!(d.role, Role::Good);
+        assert_eq!(d.state.trial, None);
+        assert!(!kinds(&d).contains(&EventKind::Arm), "{:?}", kinds(&d));
+        let text = d.explanation.join("\n");
+        assert!(
+            text.contains("top level") && text.contains("not protected"),
+            "{text}"
+        );
+    }
+    // The top level booted as the default: not an unarmed trial either.
+    let d = Case::new(good_only(), top.clone(), top.clone())
+        .early(true)
+        .decide();
+    assert_ne!(d.role, Role::Trial { armed: false });
+    assert_eq!(d.state.trial, None);
+    assert!(!kinds(&d).contains(&EventKind::Arm), "{:?}", kinds(&d));
+    assert!(
+        d.explanation.join("\n").contains("not protected"),
+        "{:?}",
+        d.explanation
+    );
+}
+
 // ---- G deleted ----
 
 #[test]
