@@ -134,6 +134,8 @@ uninstall:
 	rm -rf $(DESTDIR)$(DATADIR)/doc/health-checker
 	@echo "left in place: $(SYSCONFDIR)/health-checker (admin configuration) and /var/lib/health-checker (history)"
 
-# The install layout and the units, checked: tests/install/check.
+# The install layout and the units, checked: tests/install/check; and the
+# Debian package installs the same files: tests/install/same-files.
 check-install: release-bin
 	tests/install/check
+	tests/install/same-files
