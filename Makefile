@@ -140,6 +140,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(DATADIR)/doc/health-checker
 	@echo "left in place: $(SYSCONFDIR)/health-checker (admin configuration) and /var/lib/health-checker (history)"
 
-# The install layout and the units, checked: tests/install/check.
+# The install layout and the units, checked: tests/install/check; the
+# Debian package installs the same files (tests/install/same-files) and its
+# maintainer scripts do their jobs (tests/install/maintainer-scripts).
 check-install: release-bin
 	tests/install/check
+	tests/install/same-files
+	tests/install/maintainer-scripts
