@@ -2,6 +2,7 @@
 #   make test      everything CI runs: dependencies, fmt, clippy, unit,
 #                  integration (real btrfs on loop devices), VM boot tests
 #   make install DESTDIR=... PREFIX=/usr
+#   make deb       the Debian package: target/debian/health-checker_VERSION_ARCH.deb
 #   make demo      a real VM takes a good update and rolls back a bad one
 
 CARGO ?= cargo
@@ -16,8 +17,10 @@ MANDIR ?= $(DATADIR)/man
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN ?= $(TARGET_DIR)/release/health-checker
 INSTALL ?= install
+# Cargo features of the health-checker crate for release-bin (and install).
+CARGO_FEATURES ?=
 
-.PHONY: release-bin all build deps vm-deps test test-unit test-vm lint bench install uninstall check-install demo
+.PHONY: deb release-bin all build deps vm-deps test test-unit test-vm lint bench install uninstall check-install demo
 
 all: build
 
@@ -103,7 +106,17 @@ install: release-bin
 
 # Always asked of cargo (incremental): a stale binary must never be installed.
 release-bin:
-	$(CARGO) build --release -p health-checker
+	$(CARGO) build --release -p health-checker $(if $(CARGO_FEATURES),--features "$(CARGO_FEATURES)")
+
+# The Debian package, built by dpkg-buildpackage in a copy of the tree:
+# target/debian/health-checker_VERSION_ARCH.deb. DEB_VERSION builds another
+# version from the same tree (e.g. 0.1.1~test); DEB_CARGO_FEATURES passes
+# cargo features (e.g. a test-only one).
+DEB_VERSION ?=
+DEB_CARGO_FEATURES ?=
+deb:
+	DEB_VERSION="$(DEB_VERSION)" DEB_CARGO_FEATURES="$(DEB_CARGO_FEATURES)" \
+	    CARGO="$(CARGO)" CARGO_TARGET_DIR="$(abspath $(TARGET_DIR))" scripts/build-deb
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/health-checker
