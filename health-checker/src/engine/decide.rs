@@ -2,7 +2,7 @@
 //! booted and default snapshots and a phase's probe results to a decision.
 //! No I/O happens here; [`super::run`] carries the decision out.
 //!
-//! Rules beyond SPEC.md's verdict table, decided here:
+//! Rules beyond the verdict table of `docs/design.md`, decided here:
 //! - **Phases.** Only the late phase's pass promotes a trial (or a first
 //!   snapshot): the boot has not fully passed before it. A failure in either
 //!   phase acts at once. The late phase only counts as a pass when the early
@@ -23,6 +23,10 @@
 //!   (or has under another ID), G is not used: never rolled back to, and the
 //!   boot is judged as if there were no G (a failure degrades). `hc_good` is
 //!   not cleared, so a store that misreports for a moment loses nothing.
+//! - **Unreadable configuration.** A known-good system whose configuration
+//!   cannot be read (a typo) enters degraded mode at once: a reboot cannot
+//!   fix a typo. A trial with an unreadable configuration is still rolled
+//!   back (the typo may have come with the update).
 //! - **GRUB fall-back.** The mark is handled in the same run as the judgement
 //!   of the booted snapshot: recorded, the trial cleared, the default put
 //!   back to G when it still names the abandoned trial. A trial left with no
@@ -46,6 +50,9 @@ pub struct EngineConfig {
     pub good_failure_reboots: u32,
     /// Act when an admin picked a snapshot by hand in the GRUB menu.
     pub act_on_manual_boot: bool,
+    /// Why the configuration could not be read, when it could not (the
+    /// phase then fails with the defaults in use).
+    pub unreadable: Option<String>,
 }
 
 impl EngineConfig {
@@ -61,6 +68,7 @@ impl Default for EngineConfig {
             tries: 3,
             good_failure_reboots: 1,
             act_on_manual_boot: false,
+            unreadable: None,
         }
     }
 }
@@ -340,6 +348,13 @@ pub fn decide(i: &Inputs) -> Decision {
             BootVerdict::Fail if already_acted => {
                 w.say("the early phase of this boot already failed and was acted on");
                 Action::Nothing
+            }
+            BootVerdict::Fail if i.config.unreadable.is_some() => {
+                let why = i.config.unreadable.as_deref().unwrap_or_default();
+                w.degrade(format!(
+                    "the configuration of known-good {} cannot be read ({why}); a reboot cannot fix it: correct the file, then run `health-checker check --phase late`",
+                    show(i.booted)
+                ))
             }
             BootVerdict::Fail => {
                 let budget = i.config.good_failure_reboots;
