@@ -20,7 +20,7 @@ INSTALL ?= install
 # Cargo features of the health-checker crate for release-bin (and install).
 CARGO_FEATURES ?=
 
-.PHONY: deb release-bin all build deps vm-deps test test-unit test-vm lint bench install uninstall check-install demo
+.PHONY: deb release-bin all build deps vm-deps test test-unit test-vm lint bench fuzz install uninstall check-install demo
 
 all: build
 
@@ -64,6 +64,12 @@ demo:
 
 bench: deps
 	$(CARGO) bench --workspace --bench '*'
+
+# A bounded fuzzing session of every fuzz target (FUZZ_SECONDS each); needs
+# nightly and cargo-fuzz, and says so when they are missing.
+FUZZ_SECONDS ?= 60
+fuzz:
+	fuzz/run $(FUZZ_SECONDS)
 
 # Everything a distribution package would ship, at the paths it would use.
 UNITS := health-checker-early.service health-checker-late.service \
@@ -134,6 +140,10 @@ uninstall:
 	rm -rf $(DESTDIR)$(DATADIR)/doc/health-checker
 	@echo "left in place: $(SYSCONFDIR)/health-checker (admin configuration) and /var/lib/health-checker (history)"
 
-# The install layout and the units, checked: tests/install/check.
+# The install layout and the units, checked: tests/install/check; the
+# Debian package installs the same files (tests/install/same-files) and its
+# maintainer scripts do their jobs (tests/install/maintainer-scripts).
 check-install: release-bin
 	tests/install/check
+	tests/install/same-files
+	tests/install/maintainer-scripts

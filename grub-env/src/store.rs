@@ -290,9 +290,13 @@ impl<F: Fs> Store<F> {
                 // A damaged copy without our sequence number: GRUB reads
                 // no state from it, but it is no empty environment either
                 // (most likely a torn copy of ours).
-                CopyState::Read { .. } if c.irregular() => format!(
-                    "damaged, and GRUB reads no {seq_key} from it: {}",
-                    c.defects().join("; ")
+                CopyState::Read { defects, .. } if c.irregular() => format!(
+                    "{}; GRUB reads no {seq_key} from it",
+                    defects
+                        .iter()
+                        .map(defect_text)
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 ),
                 CopyState::Read { .. } => format!("has no {seq_key}"),
             };
@@ -636,6 +640,14 @@ impl<F: Fs> Store<F> {
     }
 }
 
+/// One defect of a copy GRUB reads, for a message.
+fn defect_text(d: &CopyProblem) -> String {
+    match d {
+        CopyProblem::Format(f) => format!("damaged ({f})"),
+        other => other.to_string(),
+    }
+}
+
 /// Copies whose bytes a rewrite would not reproduce, with those bytes.
 type DamagedCopies = Vec<(Location, Vec<u8>)>;
 
@@ -663,10 +675,7 @@ impl CopyState {
             CopyState::Refused { problem, .. } => vec![format!("GRUB cannot read it: {problem}")],
             CopyState::Read { defects, .. } => defects
                 .iter()
-                .map(|d| match d {
-                    CopyProblem::Format(f) => format!("damaged ({f}); GRUB still reads it"),
-                    other => format!("{other}; GRUB still reads it"),
-                })
+                .map(|d| format!("{}; GRUB still reads it", defect_text(d)))
                 .collect(),
         }
     }

@@ -163,7 +163,7 @@ fn grub_keys(entries: &[(Vec<u8>, Vec<u8>)]) -> BTreeMap<String, String> {
 
 fn our_keys(env: &Env) -> BTreeMap<String, String> {
     env.iter()
-        .filter(|(k, _)| k.starts_with("hc_"))
+        .filter(|(k, _)| k.starts_with("hc_") && grub_env::format::valid_key(k))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
 }

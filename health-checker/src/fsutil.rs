@@ -9,6 +9,7 @@ use std::io::{ErrorKind, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -17,19 +18,28 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::de::DeserializeOwned;
 
 /// Replace `path` with `bytes` atomically: a power cut at any point leaves
-/// either the old or the new content. Writes a temporary file in the same
+/// either the old or the new content, and a reader sees the old file or the
+/// new one, never part of one. Writes a temporary file in the same
 /// directory, fsyncs it, renames it over `path`, then fsyncs the directory so
-/// the rename itself is durable. Creates the directory if it is missing.
+/// the rename itself is durable. Creates the directory if it is missing. The
+/// file is readable by everyone and writable by its owner (0644), whatever
+/// the umask: the login message and the state files are read by users.
+/// This is the one atomic-write helper of the program (the boot environment
+/// has its own store in the `grub-env` crate, for FAT and fault injection).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = parent(path)?;
     fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
     let name = path
         .file_name()
         .with_context(|| format!("{} has no file name", path.display()))?;
+    // Unique per process and per write, so that two writers never share a
+    // temporary file.
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{}",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
     ));
     let result = write_synced(&tmp, bytes).and_then(|()| {
         fs::rename(&tmp, path)
@@ -42,6 +52,9 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     result?;
     sync_dir(dir)
 }
+
+/// The mode of files written by [`atomic_write`].
+pub const FILE_MODE: u32 = 0o644;
 
 fn parent(path: &Path) -> Result<&Path> {
     match path.parent() {
@@ -58,6 +71,11 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
         .truncate(true)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+            .with_context(|| format!("setting the mode of {}", path.display()))?;
+    }
     f.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     f.sync_all()
@@ -442,6 +460,9 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, FILE_MODE, "{mode:o}");
     }
 
     #[test]
@@ -503,6 +524,46 @@ mod tests {
             0o700
         );
         assert_eq!(fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_lock_directory_owned_by_another_user_is_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            panic!("this test needs root (it gives a directory to another user)");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = Lock::path_for(dir.path());
+        fs::create_dir(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::chown(p.parent().unwrap(), Some(65534), Some(65534)).unwrap();
+        let err = Lock::acquire(&p, LOCK_WAIT).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("owned by uid 65534") && msg.contains("locks"),
+            "{msg}"
+        );
+        assert!(!p.exists(), "nothing made in it");
+    }
+
+    #[test]
+    fn concurrent_atomic_writes_of_one_file_do_not_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("state.json");
+        std::thread::scope(|s| {
+            for t in 0..4u8 {
+                let p = &p;
+                s.spawn(move || {
+                    for _ in 0..50 {
+                        atomic_write(p, &[t; 64]).unwrap();
+                    }
+                });
+            }
+        });
+        let last = fs::read(&p).unwrap();
+        assert_eq!(last.len(), 64);
+        assert!(
+            last.iter().all(|b| *b == last[0]),
+            "one writer's content, whole"
+        );
     }
 
     #[test]

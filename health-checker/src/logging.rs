@@ -18,7 +18,7 @@ pub mod message_id {
 /// Library messages that are expected and say nothing to an admin: zbus
 /// warns on every connection to systemd's private socket that file
 /// descriptor passing was declined (our relay declines it on purpose; see
-/// `actions::private_socket`).
+/// `systemd::private_socket`).
 const QUIET: &str = "zbus::connection::handshake=error";
 
 /// Set up logging. `verbose` counts `-v` flags.

@@ -692,10 +692,10 @@ fn systemd_is_reached_directly_on_its_private_socket() {
         drop(conn);
     });
 
-    let conn = health_checker::actions::dbus::connect_direct(&socket).unwrap();
-    let job =
-        health_checker::actions::dbus::start_unit(&conn, "reboot.target", "replace-irreversibly")
-            .unwrap();
+    let conn = health_checker::systemd::connect_direct(&socket).unwrap();
+    let job = health_checker::systemd::Systemd::from_connection(conn)
+        .start_unit("reboot.target", "replace-irreversibly")
+        .unwrap();
     assert_eq!(job.as_str(), "/org/freedesktop/systemd1/job/1");
     assert_eq!(
         calls(&c),

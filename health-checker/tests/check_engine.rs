@@ -287,3 +287,63 @@ fn with_both_copies_unreadable_check_json_is_no_pass_and_recover_is_the_way_out(
     let set = hc(&m.root, &["bootenv", "set", "a=1"]);
     assert_eq!(set.status.code(), Some(0), "{}", text(&set));
 }
+
+#[test]
+fn the_env_block_device_defaults_to_the_root_file_systems() {
+    let m = machine(0);
+    std::fs::write(
+        m.root.join("etc/health-checker/config.toml"),
+        "[bootenv]\nlocation = \"env-block\"\n",
+    )
+    .unwrap();
+    let out = hc(&m.root, &["bootenv", "path"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = std::fs::canonicalize(&m.root).unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(root.to_str().unwrap()))
+        .expect("the image's root is mounted");
+    let source = line.split(" - ").nth(1).unwrap().split(' ').nth(1).unwrap();
+    assert_eq!(printed, format!("env-block {source}"));
+}
+
+#[test]
+fn a_top_level_default_is_never_armed_and_the_system_is_said_unprotected() {
+    let mut img = BtrfsImage::new();
+    let layout = img.snapper_layout(&[(1, Some("installed"), false)]);
+    let good_id = layout.id(1);
+    img.write(
+        "@/.snapshots/1/snapshot/etc/health-checker/config.toml",
+        "[boot]\nno_reboot = true\n[degraded]\nwall = false\nmotd = false\n",
+    );
+    std::fs::create_dir_all(img.at_top("@/.snapshots/1/snapshot/boot/efi/EFI/health-checker"))
+        .unwrap();
+    // The default subvolume is the top level (ID 5).
+    img.set_default_cli(5);
+    let root = img.boot(GOOD, false, Some(false));
+    let set = hc(
+        &root,
+        &[
+            "bootenv",
+            "set",
+            &format!("hc_good={GOOD}"),
+            &format!("hc_good_id={good_id}"),
+        ],
+    );
+    assert!(set.status.success(), "{}", text(&set));
+    let out = hc(&root, &["check", "--phase", "early", "--dry-run", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let said = v.to_string();
+    assert!(
+        said.contains("not protected") && said.contains("ID 5"),
+        "{v:#}"
+    );
+    assert!(!said.contains("armed as a trial with"), "{v:#}");
+    let out = hc(&root, &["check", "--phase", "early"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let trial = hc(&root, &["bootenv", "get", "hc_trial"]);
+    assert_eq!(trial.status.code(), Some(1), "no trial: {}", text(&trial));
+}

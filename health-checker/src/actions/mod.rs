@@ -7,7 +7,6 @@ pub mod dbus;
 pub mod hooks;
 pub mod journal;
 pub mod motd;
-pub mod private_socket;
 pub mod settings;
 pub mod system;
 pub mod wall;

@@ -9,6 +9,7 @@ use super::settings::{ActionSettings, Bus};
 use super::{dbus, hooks, journal, motd, wall, Actions, Alert, DegradedReport};
 use crate::paths::Root;
 use crate::probes::StopAction;
+use crate::systemd::{self, Systemd};
 use crate::verdict::{Outcome, ProbeResult};
 
 /// The mode of the reboot job: nothing queued later may cancel it.
@@ -76,7 +77,7 @@ fn log_stop_action(r: &ProbeResult) {
 /// Wait until each of `units` is `inactive` or `failed`, at most `limit`;
 /// returns the units that are not, each with why.
 fn wait_stopped(
-    systemd: &crate::systemd::Systemd,
+    systemd: &Systemd,
     mut units: Vec<String>,
     limit: Duration,
 ) -> Vec<(String, anyhow::Error)> {
@@ -144,12 +145,12 @@ impl SystemActions {
             return Ok(());
         }
         self.check_host("stop units of")?;
-        let conn = dbus::connect_systemd(&self.settings.bus)
+        let systemd = Systemd::connect(&self.settings.bus)
             .with_context(|| format!("cannot ask systemd to stop {}", units.join(", ")))?;
         let mut failures = Vec::new();
         let mut queued = Vec::new();
         for unit in units {
-            match dbus::stop_unit(&conn, unit, STOP_MODE) {
+            match systemd.stop_unit(unit, STOP_MODE) {
                 Ok(job) => {
                     tracing::info!(UNIT = unit.as_str(), "stop queued as {}", job.as_str());
                     queued.push(unit.clone());
@@ -160,7 +161,6 @@ impl SystemActions {
                 }
             }
         }
-        let systemd = crate::systemd::Systemd::from_connection(conn);
         failures.extend(wait_stopped(&systemd, queued, self.settings.stop_timeout));
         if failures.is_empty() {
             Ok(())
@@ -185,10 +185,10 @@ impl SystemActions {
     /// not an error (there is nobody to tell).
     fn emit(&self, name: &str, summary: &str, json: &str) -> anyhow::Result<()> {
         let conn = match &self.settings.bus {
-            Bus::Address(a) => dbus::connect_address(a)?,
-            Bus::System => match dbus::connect_system() {
+            Bus::Address(a) => systemd::connect_address(a)?,
+            Bus::System => match systemd::connect_system() {
                 Ok(c) => c,
-                Err(e) if dbus::is_absent(&e) => {
+                Err(e) if systemd::is_absent(&e) => {
                     tracing::info!("no D-Bus system bus here; signal {name} not sent: {e:#}");
                     return Ok(());
                 }
@@ -207,9 +207,9 @@ impl Actions for SystemActions {
         }
         self.check_host("reboot")?;
         tracing::warn!("rebooting: {why}");
-        let conn = dbus::connect_systemd(&self.settings.bus)
-            .context("cannot ask systemd to reboot (not rebooting any other way)")?;
-        let job = dbus::start_unit(&conn, REBOOT_TARGET, REBOOT_MODE)
+        let job = Systemd::connect(&self.settings.bus)
+            .context("cannot ask systemd to reboot (not rebooting any other way)")?
+            .start_unit(REBOOT_TARGET, REBOOT_MODE)
             .context("asking systemd to reboot")?;
         tracing::info!("reboot queued as {}", job.as_str());
         Ok(())

@@ -471,11 +471,18 @@ fn summarise(
 pub fn run(root: &Root, args: &StatusArgs) -> anyhow::Result<Code> {
     // Users who cannot read the boot environment or the state files ask the
     // D-Bus service (which runs as root) when it is there.
-    if root.is_host() && !nix::unistd::geteuid().is_root() {
-        let service =
-            crate::dbus_service::fetch_status(None, crate::dbus_service::Activation::Allow);
-        if let Ok(Some(v)) = service {
-            return print_from_service(v, args.json);
+    let not_root = !nix::unistd::geteuid().is_root();
+    let mut service = None;
+    if root.is_host() && not_root {
+        match crate::dbus_service::fetch_status(None, crate::dbus_service::Activation::Allow) {
+            Ok(Some(v)) => return print_from_service(v, args.json),
+            Ok(None) => service = Some("the health-checker D-Bus service is not there".into()),
+            Err(e) => {
+                service = Some(format!(
+                    "the health-checker D-Bus service failed: {}",
+                    crate::exit::chain(&e)
+                ))
+            }
         }
     }
     let status = read(root)?;
@@ -484,20 +491,48 @@ pub fn run(root: &Root, args: &StatusArgs) -> anyhow::Result<Code> {
     } else {
         print!("{}", super::status_print::text(&status));
     }
+    if not_root {
+        if let Some((piece, failure)) = status.failures().first() {
+            // Standard output holds the status (JSON stays JSON); why it is
+            // incomplete goes to standard error, and the exit code says so.
+            let service = service.map(|s| format!("{s}; ")).unwrap_or_default();
+            eprintln!(
+                "health-checker: cannot get the whole status: {service}read directly by a user \
+                 who is not root, {} part(s) could not be read (first, {piece}: {}); run it as \
+                 root, or start health-checker-dbus.service",
+                status.failures().len(),
+                failure.message
+            );
+        }
+    }
     Ok(status.code())
 }
 
-/// Print the status the D-Bus service sent, as `status` prints its own.
+/// Print the status the D-Bus service sent, as `status` prints its own; the
+/// exit code is the status's own (non-zero when a part could not be read).
 fn print_from_service(v: serde_json::Value, json: bool) -> anyhow::Result<Code> {
+    let parsed = serde_json::from_value::<Status>(v.clone());
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(Code::Ok);
     }
-    match serde_json::from_value::<Status>(v.clone()) {
+    match parsed {
         Ok(status) => {
-            print!("{}", super::status_print::text(&status));
-            println!("\n(as the health-checker D-Bus service reports it)");
+            if !json {
+                print!("{}", super::status_print::text(&status));
+                println!("\n(as the health-checker D-Bus service reports it)");
+            }
+            if let Some((piece, failure)) = status.failures().first() {
+                eprintln!(
+                    "health-checker: the health-checker D-Bus service could not read the whole \
+                     status (first, {piece}: {})",
+                    failure.message
+                );
+            }
             Ok(status.code())
+        }
+        Err(e) if json => {
+            tracing::debug!("the service's status does not read as this version's: {e}");
+            Ok(Code::Ok)
         }
         Err(e) => {
             // A service of another version: its own words, as JSON.

@@ -181,19 +181,25 @@ impl System {
     }
 
     /// The probe context for this boot: the booted snapshot and whether it
-    /// is the trial (what plugins see in `HC_SNAPSHOT`, `HC_TRIAL`).
+    /// is judged as a trial (what plugins see in `HC_SNAPSHOT`, `HC_TRIAL`),
+    /// by the engine's rule. When the role cannot be read, `HC_TRIAL` is 0
+    /// (the engine then fails to judge the boot anyway).
     pub fn probe_context(&self, base: ProbeContext) -> ProbeContext {
         let mut ctx = base;
         ctx.bus = self.bus.clone();
-        if let Ok(b) = self.snapshots.booted() {
-            ctx.trial = self
-                .env
-                .load()
-                .ok()
-                .and_then(|s| s.trial)
-                .is_some_and(|t| t.path == b.path);
-            ctx.snapshot = Some(b.path);
-            ctx.snapshot_id = Some(b.id);
+        match crate::engine::booted_role(&self.env, &self.snapshots) {
+            Ok((b, role)) => {
+                ctx.trial = role.is_trial();
+                ctx.snapshot = Some(b.path);
+                ctx.snapshot_id = Some(b.id);
+            }
+            Err(e) => {
+                tracing::debug!("the booted snapshot's role is unknown: {e:#}");
+                if let Ok(b) = self.snapshots.booted() {
+                    ctx.snapshot = Some(b.path);
+                    ctx.snapshot_id = Some(b.id);
+                }
+            }
         }
         ctx
     }

@@ -14,7 +14,9 @@
 //!   snapshot that is the default but not G is a trial that was never armed:
 //!   it is armed now (with one attempt spent on this boot) and judged as a
 //!   trial. When G is booted and the default differs and was never armed, the
-//!   default is armed so GRUB protects its first boot.
+//!   default is armed so GRUB protects its first boot. The top-level
+//!   subvolume (ID 5) is never armed: a system whose default is the top
+//!   level is reported as not protected.
 //! - **Manual boot.** A booted snapshot that is neither G nor the trial (nor
 //!   an unarmed default) was picked in the GRUB menu: checked and reported
 //!   only, unless `act_on_manual_boot`, in which case it is treated like a
@@ -193,18 +195,48 @@ pub fn report_passed(report: &PhaseReport) -> bool {
 }
 
 fn classify(i: &Inputs, good: Option<&SnapshotRef>) -> Role {
-    let booted = i.booted;
-    if i.state.trial.as_ref() == Some(booted) {
+    role(i.state, i.booted, i.default, good)
+}
+
+/// The role of the booted snapshot, given the boot environment, the
+/// default subvolume and the usable known-good (`None` when there is none
+/// or the store lacks it). The one rule: [`decide`] and what probes are
+/// told (`HC_TRIAL`) both use it.
+pub fn role(
+    state: &BootState,
+    booted: &SnapshotRef,
+    default: &SnapshotRef,
+    good: Option<&SnapshotRef>,
+) -> Role {
+    if state.trial.as_ref() == Some(booted) {
         Role::Trial { armed: true }
     } else if good == Some(booted) {
         Role::Good
     } else if good.is_none() {
         Role::NoGood
-    } else if i.state.trial.is_none() && booted == i.default {
+    } else if state.trial.is_none() && booted == default && !is_top_level(booted) {
         Role::Trial { armed: false }
     } else {
         Role::Manual
     }
+}
+
+/// The top-level subvolume (ID 5, path `""`): it holds the snapshots and is
+/// never a snapshot to boot. GRUB's entries boot `rootflags=subvol=<path>`,
+/// and an empty `hc_trial` means "no trial", so it can never be armed.
+fn is_top_level(s: &SnapshotRef) -> bool {
+    s.path.is_empty()
+}
+
+/// Why a system whose default (or booted) subvolume is the top level is not
+/// protected.
+fn top_level_unprotected(what: &str, s: &SnapshotRef) -> String {
+    format!(
+        "the {what} subvolume is the top level of the file system (ID {}), not a snapshot: \
+         it is never armed as a trial, so GRUB cannot fall back from it and boots of it are \
+         not protected; make a snapshot the default subvolume (as snapper's layout does) to be protected",
+        s.id
+    )
 }
 
 fn boot_verdict(i: &Inputs) -> BootVerdict {
@@ -305,7 +337,16 @@ pub fn decide(i: &Inputs) -> Decision {
 
     // G booted while the default names something else that was never armed:
     // arm it, so GRUB protects its first boot.
-    if role == Role::Good && w.st.trial.is_none() && Some(&w.default) != good.as_ref() {
+    if is_top_level(i.booted) {
+        w.say(top_level_unprotected("booted", i.booted));
+    } else if is_top_level(&w.default) && Some(&w.default) != good.as_ref() {
+        w.say(top_level_unprotected("default", &w.default));
+    }
+    if role == Role::Good
+        && w.st.trial.is_none()
+        && Some(&w.default) != good.as_ref()
+        && !is_top_level(&w.default)
+    {
         let d = w.default.clone();
         if fallback.as_ref().map(|f| &f.trial) != Some(&d.path) {
             w.st.trial = Some(d.clone());

@@ -9,9 +9,12 @@
 //!    known-good. The reverse order could leave the trial cleared while the
 //!    default still names it, which would look like an unarmed update.
 //! 2. **Boot environment** (trial cleared, failure streak counted, promotion
-//!    recorded) second. A failure of 1 or 2 stops everything: nothing else is
-//!    done, no reboot is asked for (a reboot without the failure counted
-//!    could loop), and the error is returned.
+//!    recorded) second. A failure of 1 stops everything: nothing else is
+//!    done, no reboot is asked for, and the error is returned. A failure of
+//!    2 (a full ESP) does not silence the records and alerts: a rollback
+//!    still reboots (GRUB's count of the trial's attempts bounds it), a
+//!    retry reboot of the known-good becomes degraded mode (its count could
+//!    not be saved, so a reboot could loop); see `env_write_failed`.
 //! 3. Entering degraded mode is one step: **every plugin's stop action**,
 //!    then **the configured units** (`[degraded] stop_services`, empty by
 //!    default), so that the history's degraded event records what the stop
@@ -22,6 +25,10 @@
 //!    early phase failed even when acting on that failure did not succeed.)
 //! 4. **Alerts**: degraded mode, rollback, GRUB fall-back.
 //! 5. **Reboot** last.
+//!
+//! All of it, from reading the boot environment to the reboot, runs under
+//! one lock ([`StateFile::lock`]), so that two checks at once (the late
+//! phase and the deadline, an admin) decide one after the other.
 //!
 //! Steps 3 and 4 are records and notices: their failure does not keep the
 //! reboot of step 5 from being asked for (a failing trial must not stay
