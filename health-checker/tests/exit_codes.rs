@@ -103,10 +103,21 @@ fn every_documented_exit_code_comes_from_a_real_invocation() {
         hc(root, &["config", "show"]),
     );
 
+    require::root("running check as another user");
+    let as_nobody = Command::new(require::program("setpriv", "util-linux"))
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_health-checker"))
+        .arg("--root")
+        .arg(root)
+        .args(["check", "--phase", "late"])
+        .output()
+        .expect("running health-checker as nobody");
+    expect(7, "check as a user who is not root", as_nobody);
+
     let documented = documented_codes();
     assert_eq!(
         documented,
-        (0..=6).collect::<BTreeSet<i32>>(),
+        (0..=7).collect::<BTreeSet<i32>>(),
         "the table changed: walk the new codes here too"
     );
     assert_eq!(produced, documented);
