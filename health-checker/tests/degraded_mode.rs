@@ -7,29 +7,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use common::btrfs::BtrfsImage;
+use common::cli::{hc, text};
 
 const GOOD: &str = "@/.snapshots/1/snapshot";
-
-fn hc(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_health-checker"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("running health-checker")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Snapshot 1, known-good, booted and the default, with a required late
 /// plugin that fails and has a stop action that leaves a mark at `mark`.

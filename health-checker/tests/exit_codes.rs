@@ -7,32 +7,15 @@ mod common;
 mod probe_root;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+
 use std::process::{Command, Output};
 
 use clap::CommandFactory;
+use common::cli::{hc, text};
 use common::dbus::PrivateBus;
 use common::require;
 use health_checker::dbus_service::{start, Provider};
 use probe_root::{manifest, TestRoot};
-
-fn hc(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_health-checker"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("running health-checker")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The codes of the table "Exit codes of the binary" in `docs/design.md`.
 fn documented_codes() -> BTreeSet<i32> {

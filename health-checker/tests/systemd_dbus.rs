@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use common::dbus::PrivateBus;
 use health_checker::probes::builtin::{check_failed_units, check_units};
 use health_checker::probes::ProbeContext;
-use health_checker::systemd::{Bus, Systemd};
+use health_checker::systemd::{Bus, JobRow, Systemd, UnitRow};
 use health_checker::verdict::{Outcome, Phase, Verdict};
 use probe_root::{find, manifest, TestRoot};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath};
@@ -33,19 +33,6 @@ fn unit_path(name: &str) -> OwnedObjectPath {
     }
     ObjectPath::try_from(p).unwrap().into()
 }
-
-type UnitRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    OwnedObjectPath,
-    u32,
-    String,
-    OwnedObjectPath,
-);
 
 #[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
 impl Manager {
@@ -87,16 +74,7 @@ impl Manager {
     }
 
     /// A start job, running, for every unit that is activating.
-    fn list_jobs(
-        &self,
-    ) -> Vec<(
-        u32,
-        String,
-        String,
-        String,
-        OwnedObjectPath,
-        OwnedObjectPath,
-    )> {
+    fn list_jobs(&self) -> Vec<JobRow> {
         self.states
             .lock()
             .unwrap()

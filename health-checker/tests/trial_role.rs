@@ -6,27 +6,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use common::btrfs::BtrfsImage;
-
-fn hc(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_health-checker"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("running health-checker")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use common::cli::{hc, text};
 
 /// Snapshots 1 (known-good) and 2, both with an early plugin that prints
 /// `HC_TRIAL`; `booted` mounted as the root, 2 the default, nothing armed.

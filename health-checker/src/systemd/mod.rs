@@ -111,7 +111,7 @@ pub fn is_absent(err: &anyhow::Error) -> bool {
 
 /// One row of `ListUnitsFiltered`: name, description, load state, active
 /// state, sub state, followed unit, object, job ID, job type, job object.
-type UnitRow = (
+pub type UnitRow = (
     String,
     String,
     String,
@@ -126,7 +126,7 @@ type UnitRow = (
 
 /// One row of `ListJobs`: ID, unit, job type, state, job object, unit
 /// object.
-type JobRow = (
+pub type JobRow = (
     u32,
     String,
     String,
