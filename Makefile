@@ -2,6 +2,7 @@
 #   make test      everything CI runs: dependencies, fmt, clippy, unit,
 #                  integration (real btrfs on loop devices), VM boot tests
 #   make install DESTDIR=... PREFIX=/usr
+#   make deb       the Debian package: target/debian/health-checker_VERSION_ARCH.deb
 #   make demo      a real VM takes a good update and rolls back a bad one
 
 CARGO ?= cargo
@@ -16,8 +17,10 @@ MANDIR ?= $(DATADIR)/man
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 BIN ?= $(TARGET_DIR)/release/health-checker
 INSTALL ?= install
+# Cargo features of the health-checker crate for release-bin (and install).
+CARGO_FEATURES ?=
 
-.PHONY: release-bin all build deps vm-deps test test-unit test-vm lint bench fuzz install uninstall check-install demo
+.PHONY: deb release-bin all build deps vm-deps test test-unit test-vm lint bench fuzz install uninstall check-install demo
 
 all: build
 
@@ -40,7 +43,7 @@ test-unit: deps
 test: lint test-unit check-install test-vm
 
 # Real boots under QEMU (root, KVM not needed): the GRUB snippet alone, then
-# the scenarios of SPEC.md with health-checker in the guest. One guest image,
+# the scenarios of the verdict table (docs/design.md) with health-checker in the guest. One guest image,
 # built once with the checker (the GRUB tests mask its units in their copies).
 # The GRUB tests whose ground the scenarios cover again (good_boot: G boots;
 # broken_trial: GRUB counts a panicking trial down and falls back, which
@@ -60,7 +63,7 @@ demo:
 	tests/vm/demo
 
 bench: deps
-	$(CARGO) bench -p grub-env --bench env_io
+	$(CARGO) bench --workspace --bench '*'
 
 # A bounded fuzzing session of every fuzz target (FUZZ_SECONDS each); needs
 # nightly and cargo-fuzz, and says so when they are missing.
@@ -109,7 +112,17 @@ install: release-bin
 
 # Always asked of cargo (incremental): a stale binary must never be installed.
 release-bin:
-	$(CARGO) build --release -p health-checker
+	$(CARGO) build --release -p health-checker $(if $(CARGO_FEATURES),--features "$(CARGO_FEATURES)")
+
+# The Debian package, built by dpkg-buildpackage in a copy of the tree:
+# target/debian/health-checker_VERSION_ARCH.deb. DEB_VERSION builds another
+# version from the same tree (e.g. 0.1.1~test); DEB_CARGO_FEATURES passes
+# cargo features (e.g. a test-only one).
+DEB_VERSION ?=
+DEB_CARGO_FEATURES ?=
+deb:
+	DEB_VERSION="$(DEB_VERSION)" DEB_CARGO_FEATURES="$(DEB_CARGO_FEATURES)" \
+	    CARGO="$(CARGO)" CARGO_TARGET_DIR="$(abspath $(TARGET_DIR))" scripts/build-deb
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/health-checker

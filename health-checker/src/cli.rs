@@ -67,6 +67,9 @@ pub enum Command {
     /// Fail the boot if no verdict is reached in time (run by
     /// health-checker-deadline.service).
     Deadline(crate::commands::deadline::DeadlineArgs),
+    /// Say whether this system's boot is protected: one line per check
+    /// (ok, warn or fail, with the fix); exit 1 when it is not.
+    Doctor(crate::commands::doctor::DoctorArgs),
     /// Serve the status on the D-Bus system bus (run by
     /// health-checker-dbus.service).
     #[command(hide = true)]
@@ -101,6 +104,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Code> {
         Command::MarkBad(args) => crate::commands::mark::run_bad(&root, &args),
         Command::Rollback(args) => crate::commands::rollback::run(&root, &args),
         Command::Deadline(args) => crate::commands::deadline::run(&root, &args),
+        Command::Doctor(args) => crate::commands::doctor::run(&root, &args),
         Command::DbusService(args) => crate::commands::dbus_service::run(&root, &args),
     }
 }

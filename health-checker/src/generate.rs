@@ -22,12 +22,13 @@ pub struct GenerateArgs {
 
 const EXIT_STATUS: &str = "\
 0: success; for check, the boot passed.
-1: the boot failed (a required probe failed), or for bootenv get, the key is not set.
+1: the boot failed (a required probe failed); for bootenv get, the key is not set; for doctor, the boot is not protected.
 2: usage error.
 3: configuration error.
 4: boot environment error.
 5: snapshot (btrfs) error.
-6: any other runtime error (I/O, D-Bus).";
+6: any other runtime error (I/O, D-Bus).
+7: check was run by a user who is not root; nothing was run.";
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<Code> {
     if let Some(dir) = &args.man {

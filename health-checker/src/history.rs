@@ -59,7 +59,8 @@ pub struct NewEvent {
     /// The verdict, for verdict events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,
-    /// Probe results, for verdict events.
+    /// Probe results, for verdict events; for a degraded event, what each
+    /// plugin's stop action did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub probes: Vec<ProbeResult>,
     /// Why, in words.

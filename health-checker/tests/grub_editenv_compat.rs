@@ -158,7 +158,7 @@ fn unset_get_and_errors() {
     assert_eq!(broken.status.code(), Some(4));
     let stderr = String::from_utf8_lossy(&broken.stderr);
     assert!(
-        stderr.contains(&format!("{f}: block is 18 bytes")),
+        stderr.contains(&format!("{f}: GRUB cannot read it: only 18 bytes")),
         "{stderr}"
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"not an environment");

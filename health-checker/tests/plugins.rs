@@ -1,6 +1,7 @@
 //! Plugin discovery, override and mask, legacy directories, severities,
 //! the skip code, safety refusals and malformed files, on temporary roots.
 
+mod common;
 mod probe_root;
 
 use std::os::unix::fs::PermissionsExt;
@@ -424,4 +425,200 @@ fn a_relative_exec_program_is_found_beside_the_manifest() {
     let r = t.run(Phase::Late);
     assert_eq!(find(&r, "rel").result, Outcome::Pass, "{r:#?}");
     assert_eq!(find(&r, "rel").output, "args: --quick\n");
+}
+
+// Hostile inputs: a local user against a root-run check. The user is an
+// ordinary account the tests create; what it makes lives in a root-owned
+// sticky directory, as in `/tmp`.
+
+#[test]
+fn a_users_symlink_on_the_way_to_a_program_or_manifest_is_refused() {
+    let (uid, _) = common::user::ordinary_user();
+    let t = TestRoot::new();
+    let shared = common::user::sticky_dir(t.path(), "shared");
+    // The user's link decides what the probe runs: /bin/true today,
+    // /bin/false tomorrow.
+    let link = shared.join("link");
+    common::user::sh_as_user(&format!("ln -s /bin/true {}", link.display()));
+    let dir = t.path().join("usr/lib/health-checker/plugins.d");
+    t.vendor("db", &manifest("early", "required", ""), None);
+    std::os::unix::fs::symlink(&link, dir.join("db")).unwrap();
+    // And a manifest reached through the user's link.
+    let mlink = shared.join("manifest");
+    let real = t.write(
+        "srv/real.toml",
+        &manifest("early", "required", "exec = [\"/bin/true\"]\n"),
+    );
+    common::user::sh_as_user(&format!("ln -s {} {}", real.display(), mlink.display()));
+    std::os::unix::fs::symlink(&mlink, dir.join("web.toml")).unwrap();
+
+    let r = t.run(Phase::Early);
+    for (name, l) in [("db", &link), ("web", &mlink)] {
+        let p = find(&r, name);
+        assert_eq!(p.result, Outcome::Error, "{p:?}");
+        let reason = p.reason.as_deref().unwrap();
+        assert!(
+            reason.starts_with(&format!("refusing symlink {}", l.display()))
+                && reason.ends_with(&format!("owned by uid {uid}, not root")),
+            "{reason}"
+        );
+    }
+    assert_eq!(r.verdict, Verdict::Fail);
+}
+
+#[test]
+fn a_program_a_user_creates_after_discovery_is_not_run_as_root() {
+    common::user::ordinary_user();
+    let t = TestRoot::new();
+    let shared = common::user::sticky_dir(t.path(), "shared");
+    let prog = shared.join("prog");
+    let ran = t.path().join("ran-as");
+    t.vendor(
+        "late-comer",
+        &manifest(
+            "early",
+            "required",
+            &format!("exec = [\"{}\"]\n", prog.display()),
+        ),
+        None,
+    );
+    let config = t.load();
+    let found = discover(&t.root(), &config.probes);
+    assert!(found.broken.is_empty(), "{:#?}", found.broken);
+    // Between discovery and the run, the user creates the program.
+    common::user::sh_as_user(&format!(
+        "printf '#!/bin/sh\\nid -u > {}\\n' > {p} && chmod 755 {p}",
+        ran.display(),
+        p = prog.display()
+    ));
+    let known = found.probes.iter().map(|p| p.name.clone()).collect();
+    let r = health_checker::probes::runner::run_probes(
+        &t.root(),
+        &config,
+        &found.probes,
+        &known,
+        &Default::default(),
+    );
+    assert!(
+        !ran.exists(),
+        "the user's program ran as uid {}",
+        std::fs::read_to_string(&ran).unwrap_or_default()
+    );
+    assert_eq!(r[0].result, Outcome::Error, "{:?}", r[0]);
+    let reason = r[0].reason.as_deref().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "refusing plugin file {}: owned by uid",
+            prog.display()
+        )),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_script_argument_owned_by_a_user_is_refused() {
+    common::user::ordinary_user();
+    let t = TestRoot::new();
+    let shared = common::user::sticky_dir(t.path(), "shared");
+    let script = shared.join("check.sh");
+    let ran = t.path().join("ran");
+    common::user::sh_as_user(&format!(
+        "echo 'touch {}' > {}",
+        ran.display(),
+        script.display()
+    ));
+    t.vendor(
+        "interp",
+        &manifest(
+            "early",
+            "required",
+            &format!("exec = [\"/bin/sh\", \"{}\"]\n", script.display()),
+        ),
+        None,
+    );
+    let r = t.run(Phase::Early);
+    let p = find(&r, "interp");
+    assert!(!ran.exists(), "the user's script ran as root");
+    assert_eq!(p.result, Outcome::Error, "{p:?}");
+    assert!(
+        p.reason.as_deref().unwrap().starts_with(&format!(
+            "refusing plugin file {}: owned by uid",
+            script.display()
+        )),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn editor_and_package_debris_in_plugin_directories_is_skipped() {
+    let t = TestRoot::new();
+    t.vendor("ok", &manifest("late", "required", ""), Some("exit 0"));
+    let dir = t.path().join("usr/lib/health-checker/plugins.d");
+    // An Emacs lock: a dangling symlink named .#NAME.toml.
+    std::os::unix::fs::symlink("root@host.4242:1700000000", dir.join(".#ok.toml")).unwrap();
+    for debris in [
+        ".hidden.toml",
+        "#ok.toml#",
+        "ok.toml~",
+        "old.toml.dpkg-old",
+        "new.toml.dpkg-new",
+        "dist.toml.dpkg-dist",
+        "x.toml.rpmnew",
+        "x.toml.rpmsave",
+        ".ok.toml.swp",
+    ] {
+        t.write(
+            &format!("usr/lib/health-checker/plugins.d/{debris}"),
+            "this is not TOML [",
+        );
+    }
+    t.config("[probes]\ngreenboot_dirs = [\"/etc/greenboot\"]\n");
+    t.script("etc/greenboot/check/required.d/check.sh", "exit 0");
+    t.script("etc/greenboot/check/required.d/check.sh~", "exit 1");
+    t.script("etc/greenboot/check/required.d/.check.sh.swp", "exit 1");
+    t.script("etc/greenboot/check/required.d/check.sh.dpkg-old", "exit 1");
+    let r = t.run(Phase::Late);
+    let names: Vec<&str> = r.probes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["ok", "check.sh"], "{r:#?}");
+    assert_eq!(r.verdict, Verdict::Pass);
+}
+
+#[test]
+fn a_huge_duration_is_refused_with_file_and_line_and_nothing_hangs() {
+    let t = TestRoot::new();
+    let big = t.vendor(
+        "big",
+        &manifest("early", "required", "timeout = \"18446744073709551615s\"\n"),
+        Some("sleep 1000"),
+    );
+    t.vendor("other", &manifest("early", "required", ""), Some("exit 0"));
+    let root = t.root();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = health_checker::probes::check_phase(&root, Phase::Early, &Default::default());
+        let _ = tx.send(r);
+    });
+    let r = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the phase did not end");
+    let p = find(&r, "big");
+    assert_eq!(p.result, Outcome::Error, "{p:?}");
+    let reason = p.reason.as_deref().unwrap();
+    assert!(
+        reason.starts_with(&format!("{}:4: ", big.display())) && reason.contains("at most 1 day"),
+        "{reason}"
+    );
+    assert_eq!(find(&r, "other").result, Outcome::Pass);
+
+    // The same value for a setting of the configuration.
+    let file = t.config("[probes]\nkill_grace = \"18446744073709551615s\"\n");
+    let r = t.run(Phase::Early);
+    let reason = find(&r, "configuration").reason.clone().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "cannot read the configuration: {}:2: key `probes.kill_grace`: ",
+            file.display()
+        )) && reason.contains("at most 1 day"),
+        "{reason}"
+    );
 }

@@ -8,14 +8,19 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use anyhow::{anyhow, bail, Result};
-use health_checker::actions::{Actions, Alert, AlertKind};
+use health_checker::actions::{Actions, Alert, AlertKind, DegradedReport};
 use health_checker::engine::{run_check, Action, BootEnv, BootState, CheckOptions, EngineConfig};
 use health_checker::exit::{code_for, Code};
 use health_checker::history::{EventKind, History};
 use health_checker::paths::Root;
+use health_checker::probes::StopAction;
 use health_checker::snapshots::{SnapshotInfo, SnapshotRef, Snapshots};
 use health_checker::state::StateFile;
 use health_checker::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Severity};
+
+mod probe_root;
+
+use probe_root::{manifest, TestRoot};
 
 type Log = Rc<RefCell<Vec<String>>>;
 
@@ -120,11 +125,23 @@ impl Actions for FakeActions {
         self.log.borrow_mut().push("reboot".into());
         Ok(())
     }
-    fn stop_units(&self, units: &[String]) -> Result<()> {
-        self.log
-            .borrow_mut()
-            .push(format!("stop {}", units.join(" ")));
-        Ok(())
+    fn enter_degraded(&self, stop_actions: &[StopAction], units: &[String]) -> DegradedReport {
+        let mut results = Vec::new();
+        for a in stop_actions {
+            self.log
+                .borrow_mut()
+                .push(format!("stop-action {}", a.name));
+            results.push(a.run());
+        }
+        if !units.is_empty() {
+            self.log
+                .borrow_mut()
+                .push(format!("stop {}", units.join(" ")));
+        }
+        DegradedReport {
+            stop_actions: results,
+            units: Ok(()),
+        }
     }
     fn alert(&self, alert: &Alert) -> Result<()> {
         self.log
@@ -154,6 +171,7 @@ struct World {
     history: History,
     state: StateFile,
     config: EngineConfig,
+    stop_actions: Vec<StopAction>,
     stop: Vec<String>,
 }
 
@@ -195,6 +213,7 @@ impl World {
             history,
             log,
             config: EngineConfig::default(),
+            stop_actions: Vec::new(),
             stop: vec!["app.service".into()],
             _dir: dir,
         }
@@ -214,15 +233,26 @@ impl World {
         report: &PhaseReport,
         dry_run: bool,
     ) -> Result<health_checker::engine::CheckReport> {
+        self.check_acting(env, &self.actions, report, dry_run)
+    }
+
+    fn check_acting(
+        &self,
+        env: &dyn BootEnv,
+        actions: &dyn Actions,
+        report: &PhaseReport,
+        dry_run: bool,
+    ) -> Result<health_checker::engine::CheckReport> {
         run_check(
             env,
             &self.snaps,
-            &self.actions,
+            actions,
             &self.history,
             &self.state,
             &CheckOptions {
                 report,
                 config: &self.config,
+                stop_actions: &self.stop_actions,
                 stop_units: &self.stop,
                 dry_run,
                 now: 1_800_000_000,
@@ -384,6 +414,48 @@ fn failing_g_with_the_budget_spent_degrades_without_reboot() {
     assert!(r.decision.clears_degraded);
     assert_eq!(w.key("hc_good_fails"), None);
     assert!(w.state.load().unwrap().value.degraded.is_none());
+}
+
+#[test]
+fn degraded_mode_with_the_default_configuration_runs_every_stop_action() {
+    let plugins = TestRoot::new();
+    let mark = plugins.path().join("stopped");
+    plugins.vendor(
+        "app",
+        &manifest(
+            "late",
+            "required",
+            &format!(
+                "exec = [\"/bin/true\"]\nstop = [\"/bin/sh\", \"-c\", \"echo stopping; touch {}\"]\n",
+                mark.display()
+            ),
+        ),
+        None,
+    );
+    let config = health_checker::config::Config::default();
+    assert!(
+        config.degraded.stop_services.is_empty(),
+        "the default stops no services"
+    );
+    let mut keys = G.to_vec();
+    keys.push(("hc_good_fails", "1"));
+    let mut w = World::new(&keys, 1, 1);
+    w.stop = config.degraded.stop_services.clone();
+    w.stop_actions = health_checker::probes::stop_actions(
+        &plugins.root(),
+        &plugins.load(),
+        &health_checker::probes::ProbeContext::default(),
+    );
+    let r = w.check(&report(Phase::Late, false), false).unwrap();
+    assert!(matches!(r.decision.action, Action::EnterDegraded { .. }));
+    assert_eq!(w.log(), ["stop-action app", "alert Degraded"]);
+    assert!(mark.exists(), "the stop action ran");
+    let h = w.history.read().unwrap();
+    let ev = &h.known().last().unwrap().event;
+    assert_eq!(ev.kind, EventKind::Degraded);
+    assert_eq!(ev.probes.len(), 1, "{ev:#?}");
+    assert_eq!(ev.probes[0].result, Outcome::Pass);
+    assert_eq!(ev.probes[0].output, "stopping\n");
 }
 
 #[test]
@@ -684,4 +756,167 @@ fn a_check_leaves_a_state_file_of_a_newer_major_format_alone() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     assert!(!names.iter().any(|n| n.contains("corrupt")), "{names:?}");
+}
+
+/// The journal entries a check run emits, captured through `tracing` as
+/// the journald layer sees them: every field of every event.
+mod journal {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+
+    use health_checker::actions::{ActionSettings, Bus, SystemActions};
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::Layer;
+
+    use super::*;
+
+    type Entry = BTreeMap<String, String>;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<Entry>>>);
+
+    struct Fields<'a>(&'a mut Entry);
+
+    impl Visit for Fields<'_> {
+        fn record_str(&mut self, f: &Field, v: &str) {
+            self.0.insert(f.name().to_string(), v.to_string());
+        }
+        fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
+            self.0.insert(f.name().to_string(), format!("{v:?}"));
+        }
+    }
+
+    impl<S: tracing::Subscriber> Layer<S> for Capture {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut e = Entry::new();
+            event.record(&mut Fields(&mut e));
+            self.0.lock().unwrap().push(e);
+        }
+    }
+
+    /// The catalog's entries: message ID -> the `@FIELD@`s its text uses.
+    fn catalog() -> BTreeMap<String, BTreeSet<String>> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../systemd-units/health-checker.catalog"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut current = None;
+        for line in text.lines() {
+            if let Some(id) = line.strip_prefix("-- ") {
+                current = Some(id.trim().to_string());
+                out.insert(id.trim().to_string(), BTreeSet::new());
+                continue;
+            }
+            let Some(id) = &current else { continue };
+            let parts: Vec<&str> = line.split('@').collect();
+            // Between two `@`: every odd part.
+            for field in parts.iter().skip(1).step_by(2).take(parts.len() / 2) {
+                if !field.is_empty()
+                    && field
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+                {
+                    out.get_mut(id).unwrap().insert(field.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// Run one check with the real actions (no reboot, no motd, no wall, a
+    /// bus nobody listens on) and return the journal entries.
+    fn entries(w: &World, report: &PhaseReport) -> Vec<Entry> {
+        let root = Root::new(w._dir.path());
+        let actions = SystemActions::new(
+            root,
+            ActionSettings {
+                no_reboot: true,
+                motd: false,
+                wall: false,
+                alert_dir: "/nonexistent-alert.d".into(),
+                bus: Bus::Address(format!(
+                    "unix:path={}",
+                    w._dir.path().join("no-bus").display()
+                )),
+                ..ActionSettings::default()
+            },
+        );
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            // The D-Bus signal fails (nobody listens): that is reported in
+            // the result, not in question here.
+            let _ = w.check_acting(&w.env, &actions, report, false);
+        });
+        let v = capture.0.lock().unwrap().clone();
+        v
+    }
+
+    #[test]
+    fn every_event_carries_the_fields_its_catalog_entry_promises_once() {
+        let catalog = catalog();
+        assert_eq!(catalog.len(), 5, "{catalog:?}");
+        let mut fallback = G.to_vec();
+        fallback.push(("hc_fallback", "@/.snapshots/2/snapshot"));
+        let mut spent = G.to_vec();
+        spent.push(("hc_good_fails", "1"));
+        let runs: Vec<(&str, World, PhaseReport)> = vec![
+            (
+                "promotion",
+                World::new(&armed_t(), 2, 2),
+                report(Phase::Late, true),
+            ),
+            (
+                "rollback",
+                World::new(&armed_t(), 2, 2),
+                report(Phase::Late, false),
+            ),
+            (
+                "degraded",
+                World::new(&spent, 1, 1),
+                report(Phase::Late, false),
+            ),
+            (
+                "fall-back",
+                World::new(&fallback, 1, 1),
+                report(Phase::Late, true),
+            ),
+            (
+                "early pass",
+                World::new(&armed_t(), 2, 2),
+                report(Phase::Early, true),
+            ),
+        ];
+        let mut seen = BTreeSet::new();
+        for (name, mut w, r) in runs {
+            w.stop.clear();
+            let entries = entries(&w, &r);
+            let mut ids = BTreeMap::<String, usize>::new();
+            for e in &entries {
+                let Some(id) = e.get("MESSAGE_ID") else {
+                    continue;
+                };
+                *ids.entry(id.clone()).or_default() += 1;
+                let promised = catalog
+                    .get(id)
+                    .unwrap_or_else(|| panic!("{name}: message ID {id} is not in the catalog"));
+                for field in promised {
+                    let value = e.get(field).map(String::as_str).unwrap_or("");
+                    assert!(
+                        !value.is_empty(),
+                        "{name}: the entry {id} lacks {field}, which the catalog promises: {e:#?}"
+                    );
+                }
+                seen.insert(id.clone());
+            }
+            for (id, n) in ids {
+                assert_eq!(n, 1, "{name}: {id} logged {n} times: {entries:#?}");
+            }
+        }
+        let never: Vec<&String> = catalog.keys().filter(|id| !seen.contains(*id)).collect();
+        assert!(never.is_empty(), "never emitted: {never:?}");
+    }
 }

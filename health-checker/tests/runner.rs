@@ -106,9 +106,13 @@ fn a_process_that_escapes_the_group_and_holds_the_pipe_cannot_stall_the_runner()
     t.vendor(
         "escape",
         &manifest("early", "required", ""),
+        // The probe waits for the PID file (written whole, then renamed)
+        // before it exits: the runner ends what it left behind as soon as
+        // it exits, maybe before the escaped process wrote its PID.
         Some(&format!(
-            "setsid -f sh -c 'echo $$ > {}; exec sleep 30'\necho bye\nexit 0",
-            pidfile.display()
+            "setsid -f sh -c 'echo $$ > {p}.tmp && mv {p}.tmp {p}; exec sleep 30'\n\
+             while [ ! -s {p} ]; do sleep 0.01; done\necho bye\nexit 0",
+            p = pidfile.display()
         )),
     );
     let start = Instant::now();

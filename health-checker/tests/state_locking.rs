@@ -13,11 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use health_checker::actions::{Actions, Alert};
+use health_checker::actions::{Actions, Alert, DegradedReport};
 use health_checker::engine::{run_check, BootEnv, BootState, CheckOptions, EngineConfig};
 use health_checker::fsutil::{Lock, LOCK_PATH};
 use health_checker::history::History;
 use health_checker::paths::Root;
+use health_checker::probes::StopAction;
 use health_checker::snapshots::{SnapshotInfo, SnapshotRef, Snapshots};
 use health_checker::state::StateFile;
 use health_checker::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Severity};
@@ -201,8 +202,11 @@ impl Actions for NoActions {
     fn reboot(&self, _: &str) -> Result<()> {
         Ok(())
     }
-    fn stop_units(&self, _: &[String]) -> Result<()> {
-        Ok(())
+    fn enter_degraded(&self, _: &[StopAction], _: &[String]) -> DegradedReport {
+        DegradedReport {
+            stop_actions: Vec::new(),
+            units: Ok(()),
+        }
     }
     fn alert(&self, _: &Alert) -> Result<()> {
         Ok(())
@@ -260,6 +264,7 @@ fn two_checks_at_once_count_the_failure_streak_once_each() {
                     &CheckOptions {
                         report: &report,
                         config: &config,
+                        stop_actions: &[],
                         stop_units: &[],
                         dry_run: false,
                         now: 1_800_000_000,

@@ -34,20 +34,7 @@ pub fn render(alert: &Alert) -> String {
     )
 }
 
-/// `text` without control characters (except newlines and tabs), so that a
-/// summary quoting a probe's output cannot send escape sequences to
-/// terminals.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
+pub use crate::probes::display::printable;
 
 /// Write the message under `root`, atomically: a reader sees the old file or
 /// the new one, never part of one.

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 
 use super::settings::{ActionSettings, Bus};
-use super::{dbus, hooks, journal, motd, wall, Actions, Alert};
+use super::{dbus, hooks, journal, motd, wall, Actions, Alert, DegradedReport};
 use crate::paths::Root;
+use crate::probes::StopAction;
+use crate::verdict::{Outcome, ProbeResult};
 
 /// The mode of the reboot job: nothing queued later may cancel it.
 pub const REBOOT_MODE: &str = "replace-irreversibly";
@@ -51,6 +53,24 @@ pub struct StopFailures {
     pub tried: usize,
     /// `(unit, error)`.
     pub failures: Vec<(String, anyhow::Error)>,
+}
+
+/// A stop action's output and result in the journal, under the probe's
+/// name.
+fn log_stop_action(r: &ProbeResult) {
+    for line in r.output.lines() {
+        tracing::info!(PROBE = %r.name, "{line}");
+    }
+    match (r.result, &r.reason) {
+        (Outcome::Pass, _) => tracing::info!(PROBE = %r.name, "stop action of {} done", r.name),
+        (_, reason) => tracing::warn!(
+            PROBE = %r.name,
+            REASON = reason.as_deref().unwrap_or("failed"),
+            "stop action of {}: {}",
+            r.name,
+            reason.as_deref().unwrap_or("failed")
+        ),
+    }
 }
 
 /// Wait until each of `units` is `inactive` or `failed`, at most `limit`;
@@ -117,6 +137,42 @@ impl SystemActions {
         Ok(())
     }
 
+    /// Stop these systemd units and wait until each is stopped, at most
+    /// `stop_timeout`.
+    pub fn stop_units(&self, units: &[String]) -> anyhow::Result<()> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        self.check_host("stop units of")?;
+        let conn = dbus::connect_systemd(&self.settings.bus)
+            .with_context(|| format!("cannot ask systemd to stop {}", units.join(", ")))?;
+        let mut failures = Vec::new();
+        let mut queued = Vec::new();
+        for unit in units {
+            match dbus::stop_unit(&conn, unit, STOP_MODE) {
+                Ok(job) => {
+                    tracing::info!(UNIT = unit.as_str(), "stop queued as {}", job.as_str());
+                    queued.push(unit.clone());
+                }
+                Err(e) => {
+                    tracing::error!(UNIT = unit.as_str(), "{e:#}");
+                    failures.push((unit.clone(), e));
+                }
+            }
+        }
+        let systemd = crate::systemd::Systemd::from_connection(conn);
+        failures.extend(wait_stopped(&systemd, queued, self.settings.stop_timeout));
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(StopFailures {
+                tried: units.len(),
+                failures,
+            }
+            .into())
+        }
+    }
+
     fn signal(&self, alert: &Alert, json: &str) -> anyhow::Result<()> {
         self.emit(
             journal::signal_name(alert.kind),
@@ -159,37 +215,24 @@ impl Actions for SystemActions {
         Ok(())
     }
 
-    fn stop_units(&self, units: &[String]) -> anyhow::Result<()> {
-        if units.is_empty() {
-            return Ok(());
-        }
-        self.check_host("stop units of")?;
-        let conn = dbus::connect_systemd(&self.settings.bus)
-            .with_context(|| format!("cannot ask systemd to stop {}", units.join(", ")))?;
-        let mut failures = Vec::new();
-        let mut queued = Vec::new();
-        for unit in units {
-            match dbus::stop_unit(&conn, unit, STOP_MODE) {
-                Ok(job) => {
-                    tracing::info!(UNIT = unit.as_str(), "stop queued as {}", job.as_str());
-                    queued.push(unit.clone());
-                }
-                Err(e) => {
-                    tracing::error!(UNIT = unit.as_str(), "{e:#}");
-                    failures.push((unit.clone(), e));
-                }
-            }
-        }
-        let systemd = crate::systemd::Systemd::from_connection(conn);
-        failures.extend(wait_stopped(&systemd, queued, self.settings.stop_timeout));
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(StopFailures {
-                tried: units.len(),
-                failures,
-            }
-            .into())
+    fn enter_degraded(&self, stop_actions: &[StopAction], units: &[String]) -> DegradedReport {
+        let stop_actions = stop_actions
+            .iter()
+            .map(|a| {
+                let r = a.run();
+                log_stop_action(&r);
+                r
+            })
+            .collect();
+        let units = self.stop_units(units).map_err(|e| {
+            e.context(format!(
+                "stopping units for degraded mode: {}",
+                units.join(" ")
+            ))
+        });
+        DegradedReport {
+            stop_actions,
+            units,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod check;
 pub mod config_show;
 pub mod dbus_service;
 pub mod deadline;
+pub mod doctor;
 pub mod history_show;
 pub mod mark;
 pub mod probes_list;

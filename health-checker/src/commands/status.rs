@@ -159,6 +159,12 @@ pub struct EnvStatus {
     /// Failed-and-rebooted boots of the known-good in a row
     /// (`hc_good_fails`).
     pub good_failures: u32,
+    /// What is wrong with either copy of the environment (a copy GRUB
+    /// cannot read, stray bytes GRUB skips, a checksum that does not
+    /// match), one line each naming the file; the values above are what
+    /// GRUB reads. The next check repairs it. Empty when both are sound.
+    #[serde(default)]
+    pub damage: Vec<String>,
 }
 
 /// The phases of the running boot, from `state.json`.
@@ -367,6 +373,7 @@ fn env_status(sys: &System, s: &BootState) -> EnvStatus {
         fallback: s.fallback.clone(),
         grub_booted: s.booted.map(|b| b.as_str().to_owned()),
         good_failures: s.good_fails,
+        damage: sys.env.problems().unwrap_or_default(),
     }
 }
 

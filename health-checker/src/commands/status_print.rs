@@ -80,6 +80,12 @@ pub fn text(s: &Status) -> String {
                     e.good_failures
                 ),
             );
+            if !e.damage.is_empty() {
+                line(
+                    "Env damage",
+                    format!("{} (the next check repairs it)", e.damage.join("\n")),
+                );
+            }
         }
     }
     line(
@@ -90,7 +96,7 @@ pub fn text(s: &Status) -> String {
                 "YES since {} ({}): {}",
                 rfc3339(d.since),
                 d.snapshot.path,
-                d.reason
+                crate::probes::display::one_line(&d.reason)
             ),
         }),
     );
@@ -137,7 +143,7 @@ pub fn text(s: &Status) -> String {
                         rfc3339(r.time)
                     );
                     if let Some(reason) = &r.reason {
-                        let _ = write!(l, "  {}", reason.replace('\n', " "));
+                        let _ = write!(l, "  {}", crate::probes::display::one_line(reason));
                     }
                     l
                 })

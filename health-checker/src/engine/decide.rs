@@ -2,7 +2,7 @@
 //! booted and default snapshots and a phase's probe results to a decision.
 //! No I/O happens here; [`super::run`] carries the decision out.
 //!
-//! Rules beyond SPEC.md's verdict table, decided here:
+//! Rules beyond the verdict table of `docs/design.md`, decided here:
 //! - **Phases.** Only the late phase's pass promotes a trial (or a first
 //!   snapshot): the boot has not fully passed before it. A failure in either
 //!   phase acts at once. The late phase only counts as a pass when the early

@@ -1,4 +1,4 @@
-//! Every row of SPEC.md's verdict table, and the cases around it, as unit
+//! Every row of the verdict table in `docs/design.md`, and the cases around it, as unit
 //! tests of the pure state machine.
 
 use super::bootstate::BootState;

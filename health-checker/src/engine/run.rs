@@ -15,13 +15,15 @@
 //!    still reboots (GRUB's count of the trial's attempts bounds it), a
 //!    retry reboot of the known-good becomes degraded mode (its count could
 //!    not be saved, so a reboot could loop); see `env_write_failed`.
-//! 3. **History and state** (`/var/lib/health-checker`), before the reboot,
-//!    so the record of a rollback exists when it happens. (The phase's
-//!    verdict for this boot is saved in `state.json` even before step 1, so
-//!    that the late phase of the same boot knows the early phase failed even
-//!    when acting on that failure did not succeed.)
-//! 4. Degraded mode: **stop units**, then **alert**; other alerts
-//!    (rollback, GRUB fall-back).
+//! 3. Entering degraded mode is one step: **every plugin's stop action**,
+//!    then **the configured units** (`[degraded] stop_services`, empty by
+//!    default), so that the history's degraded event records what the stop
+//!    actions did. Then **history and state** (`/var/lib/health-checker`),
+//!    before the reboot, so the record of a rollback exists when it happens.
+//!    (The phase's verdict for this boot is saved in `state.json` even
+//!    before step 1, so that the late phase of the same boot knows the
+//!    early phase failed even when acting on that failure did not succeed.)
+//! 4. **Alerts**: degraded mode, rollback, GRUB fall-back.
 //! 5. **Reboot** last.
 //!
 //! All of it, from reading the boot environment to the reboot, runs under
@@ -43,6 +45,7 @@ use crate::exit::{Code, CodeExt};
 use crate::fsutil::LockHeld;
 use crate::history::{EventKind, History, NewEvent};
 use crate::logging::message_id;
+use crate::probes::StopAction;
 use crate::snapshots::{SnapshotRef, Snapshots};
 use crate::state::{Degraded, EnvFailure, StateFile};
 use crate::verdict::{Phase, PhaseReport, Verdict};
@@ -63,7 +66,10 @@ pub struct CheckOptions<'a> {
     /// The phase's probe results (the caller ran the probes).
     pub report: &'a PhaseReport,
     pub config: &'a EngineConfig,
-    /// Units to stop in degraded mode (`[degraded] stop_services`).
+    /// The plugins' stop actions, run first in degraded mode.
+    pub stop_actions: &'a [StopAction],
+    /// Units to stop in degraded mode, after the stop actions (`[degraded]
+    /// stop_services`).
     pub stop_units: &'a [String],
     /// Decide and explain, change nothing.
     pub dry_run: bool,
@@ -255,11 +261,31 @@ pub fn run_check(
             }
         }
     }
-    log_decision(&report);
+    log_decision(&report, opts.report.phase);
     let d = &report.decision;
 
-    // 3. History and state.
-    if let Err(e) = history.append(&d.events, opts.now, Some(opts.boot_id)) {
+    // 3. Degraded mode: the plugins' stop actions, then the configured
+    //    units, recorded in the degraded event of the history.
+    let mut events = d.events.clone();
+    if let Action::EnterDegraded { .. } = &d.action {
+        let done = actions.enter_degraded(opts.stop_actions, opts.stop_units);
+        problems.extend(done.problems());
+        for r in &done.stop_actions {
+            report.notes.push(match (r.result.is_failure(), &r.reason) {
+                (false, _) => format!("degraded mode: stop action of {} done", r.name),
+                (true, why) => format!(
+                    "degraded mode: stop action of {} failed: {}",
+                    r.name,
+                    why.as_deref().unwrap_or("failed")
+                ),
+            });
+        }
+        if let Some(ev) = events.iter_mut().find(|e| e.kind == EventKind::Degraded) {
+            ev.probes = done.stop_actions;
+        }
+    }
+    //    History and state.
+    if let Err(e) = history.append(&events, opts.now, Some(opts.boot_id)) {
         problems.push(e.context(format!(
             "recording the history in {}",
             history.path().display()
@@ -286,17 +312,7 @@ pub fn run_check(
             }
         }
     }
-    // 4. Degraded mode and alerts.
-    if let Action::EnterDegraded { .. } = &d.action {
-        if !opts.stop_units.is_empty() {
-            if let Err(e) = actions.stop_units(opts.stop_units) {
-                problems.push(e.context(format!(
-                    "stopping units for degraded mode: {}",
-                    opts.stop_units.join(" ")
-                )));
-            }
-        }
-    }
+    // 4. Alerts.
     for alert in alerts(&report, opts.report) {
         if let Err(e) = actions.alert(&alert) {
             problems.push(e.context(format!("sending the {:?} alert", alert.kind)));
@@ -441,45 +457,42 @@ fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
     out
 }
 
-fn log_decision(report: &CheckReport) {
+/// The journal entries of a decision: the verdict of every phase, and the
+/// promotion. Rollbacks, GRUB fall-backs and degraded mode are alerts: the
+/// alert's journal channel logs them, once.
+fn log_decision(report: &CheckReport, phase: Phase) {
     let d = &report.decision;
     let snapshot = report.booted.path.as_str();
+    let verdict = match d.verdict {
+        BootVerdict::Pass => "pass",
+        BootVerdict::Fail => "fail",
+        BootVerdict::Unconfirmed => "unconfirmed",
+    };
     let text = d.explanation.join("; ");
-    if d.fallback.is_some() {
-        tracing::warn!(
-            MESSAGE_ID = message_id::GRUB_FALLBACK,
-            SNAPSHOT = snapshot,
-            "{text}"
-        );
-    }
-    match &d.action {
-        Action::Promote { .. } => {
-            tracing::info!(
-                MESSAGE_ID = message_id::PROMOTED,
-                SNAPSHOT = snapshot,
-                "{text}"
-            )
-        }
-        Action::RollBack { .. } => {
-            tracing::warn!(
-                MESSAGE_ID = message_id::ROLLBACK,
-                SNAPSHOT = snapshot,
-                "{text}"
-            )
-        }
-        Action::EnterDegraded { .. } => {
-            tracing::error!(
-                MESSAGE_ID = message_id::DEGRADED,
-                SNAPSHOT = snapshot,
-                "{text}"
-            )
-        }
-        Action::RetryReboot { .. } | Action::Nothing => {
-            tracing::info!(
+    macro_rules! verdict_entry {
+        ($level:ident) => {
+            tracing::$level!(
                 MESSAGE_ID = message_id::VERDICT,
                 SNAPSHOT = snapshot,
+                PHASE = phase.as_str(),
+                VERDICT = verdict,
                 "{text}"
             )
-        }
+        };
+    }
+    if d.verdict == BootVerdict::Pass {
+        verdict_entry!(info);
+    } else {
+        verdict_entry!(warn);
+    }
+    if let Action::Promote { snapshot } = &d.action {
+        tracing::info!(
+            MESSAGE_ID = message_id::PROMOTED,
+            SNAPSHOT = snapshot.path.as_str(),
+            PHASE = phase.as_str(),
+            VERDICT = verdict,
+            "{} passed its health checks and is now known-good",
+            snapshot.path
+        );
     }
 }
