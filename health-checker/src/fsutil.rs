@@ -118,11 +118,11 @@ thread_local! {
     static HELD: RefCell<HashMap<PathBuf, Weak<Flock<File>>>> = RefCell::new(HashMap::new());
 }
 
-/// An exclusive `flock` on a lock file, held until dropped. Serialises
-/// read-decide-write cycles of the files beside it between processes (the
-/// early and late units, the deadline, `arm`, `mark-good`, ...). The lock
-/// file lives in a directory only its owner (root) can enter; a wait is
-/// bounded.
+/// An exclusive `flock` on a lock file, held until dropped. Serialises the
+/// read-decide-write cycles of a system's state (the boot environment,
+/// `state.json`, `history.json`) between processes: the early and late
+/// units, the deadline, `mark-good`, `mark-bad`. The lock file lives in a
+/// directory only its owner (root) can enter; a wait is bounded.
 #[derive(Debug)]
 pub struct Lock {
     _file: Rc<Flock<File>>,

@@ -642,6 +642,122 @@ fn a_rollback_through_the_real_grub_environment_store() {
     assert_eq!(w.log(), ["set-default 256", "alert Rollback", "reboot"]);
 }
 
+/// The history file's entries as JSON.
+fn history_json(w: &World) -> Vec<serde_json::Value> {
+    let bytes = std::fs::read(w.history.path()).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+fn a_full_esp_still_rolls_back_records_and_alerts_a_failed_trial() {
+    let mut w = World::new(&armed_t(), 2, 2);
+    w.env.fail_store = true;
+    let err = w.check(&report(Phase::Late, false), false).unwrap_err();
+    assert_eq!(code_for(&err), Code::BootEnv);
+    let msg = format!("{err:#}");
+    assert!(msg.contains("no space left"), "{msg}");
+    // The default already names G, and GRUB's count of the trial's
+    // attempts bounds how often it comes back: the reboot is safe.
+    assert_eq!(
+        w.log(),
+        ["set-default 256", "alert Rollback", "reboot"],
+        "{msg}"
+    );
+    assert_eq!(
+        w.key("hc_trial").as_deref(),
+        Some("@/.snapshots/2/snapshot")
+    );
+    assert_eq!(w.history_kinds(), [EventKind::Verdict, EventKind::Rollback]);
+    let rollback = &history_json(&w)[1];
+    assert!(
+        rollback["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the boot environment could not be written"),
+        "{rollback:#}"
+    );
+    let failure = w
+        .state
+        .load()
+        .unwrap()
+        .value
+        .boot_env_failure
+        .expect("recorded for status");
+    assert!(failure.error.contains("no space left"), "{failure:?}");
+    assert!(
+        failure.during.contains("GRUB's remaining 2 attempt(s)"),
+        "{failure:?}"
+    );
+
+    // The next write that succeeds clears the mark.
+    w.env.fail_store = false;
+    w.check(&report(Phase::Late, false), false).unwrap();
+    assert!(w.state.load().unwrap().value.boot_env_failure.is_none());
+}
+
+#[test]
+fn a_full_esp_turns_a_retry_reboot_of_the_known_good_into_degraded_mode() {
+    let mut w = World::new(&G, 1, 1);
+    w.env.fail_store = true;
+    let err = w.check(&report(Phase::Late, false), false).unwrap_err();
+    assert_eq!(code_for(&err), Code::BootEnv);
+    // The failure streak cannot be counted, so a reboot could loop.
+    assert_eq!(w.log(), ["stop app.service", "alert Degraded"]);
+    assert_eq!(w.history_kinds(), [EventKind::Verdict, EventKind::Degraded]);
+    let state = w.state.load().unwrap().value;
+    let degraded = state.degraded.expect("degraded mode recorded");
+    assert!(
+        degraded.reason.contains("cannot be written"),
+        "{degraded:?}"
+    );
+    assert!(state.boot_env_failure.is_some());
+}
+
+#[test]
+fn a_check_keeps_unknown_fields_and_degraded_mode_of_a_newer_state_file() {
+    let w = World::new(&G, 1, 1);
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/state/state-future.json");
+    std::fs::create_dir_all(w.state.path().parent().unwrap()).unwrap();
+    std::fs::copy(&fixture, w.state.path()).unwrap();
+    w.check(&report(Phase::Early, true), false).unwrap();
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.state.path()).unwrap()).unwrap();
+    assert_eq!(after["format_version"], "1.1");
+    assert_eq!(after["maintenance"]["window"], "02:00-04:00");
+    assert_eq!(after["degraded"]["acknowledged_by"], "admin");
+    assert_eq!(after["boot"]["boot_id"], "boot-1");
+    assert_eq!(after["probes"]["sshd-active"]["attempts"], 3);
+    assert_eq!(after["probes"]["app-answers"]["result"], "pass");
+}
+
+#[test]
+fn a_check_leaves_a_state_file_of_a_newer_major_format_alone() {
+    let mut keys = G.to_vec();
+    keys.push(("hc_good_fails", "1"));
+    let w = World::new(&keys, 1, 1);
+    let dir = w.state.path().parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let newer = b"{\"format_version\": \"2.0\", \"degraded\": [\"a newer shape\"]}";
+    std::fs::write(w.state.path(), newer).unwrap();
+    let r = w.check(&report(Phase::Late, false), false).unwrap();
+    assert!(matches!(r.decision.action, Action::EnterDegraded { .. }));
+    assert!(
+        r.notes.iter().any(|n| n.contains("format 2.0")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(std::fs::read(w.state.path()).unwrap(), newer);
+    // The history and the alert do not depend on it.
+    assert_eq!(w.history_kinds(), [EventKind::Verdict, EventKind::Degraded]);
+    assert!(w.log().contains(&"alert Degraded".to_string()));
+    let names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("corrupt")), "{names:?}");
+}
+
 /// The journal entries a check run emits, captured through `tracing` as
 /// the journald layer sees them: every field of every event.
 mod journal {
@@ -803,120 +919,4 @@ mod journal {
         let never: Vec<&String> = catalog.keys().filter(|id| !seen.contains(*id)).collect();
         assert!(never.is_empty(), "never emitted: {never:?}");
     }
-}
-
-/// The history file's entries as JSON.
-fn history_json(w: &World) -> Vec<serde_json::Value> {
-    let bytes = std::fs::read(w.history.path()).unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-#[test]
-fn a_full_esp_still_rolls_back_records_and_alerts_a_failed_trial() {
-    let mut w = World::new(&armed_t(), 2, 2);
-    w.env.fail_store = true;
-    let err = w.check(&report(Phase::Late, false), false).unwrap_err();
-    assert_eq!(code_for(&err), Code::BootEnv);
-    let msg = format!("{err:#}");
-    assert!(msg.contains("no space left"), "{msg}");
-    // The default already names G, and GRUB's count of the trial's
-    // attempts bounds how often it comes back: the reboot is safe.
-    assert_eq!(
-        w.log(),
-        ["set-default 256", "alert Rollback", "reboot"],
-        "{msg}"
-    );
-    assert_eq!(
-        w.key("hc_trial").as_deref(),
-        Some("@/.snapshots/2/snapshot")
-    );
-    assert_eq!(w.history_kinds(), [EventKind::Verdict, EventKind::Rollback]);
-    let rollback = &history_json(&w)[1];
-    assert!(
-        rollback["reason"]
-            .as_str()
-            .unwrap()
-            .contains("the boot environment could not be written"),
-        "{rollback:#}"
-    );
-    let failure = w
-        .state
-        .load()
-        .unwrap()
-        .value
-        .boot_env_failure
-        .expect("recorded for status");
-    assert!(failure.error.contains("no space left"), "{failure:?}");
-    assert!(
-        failure.during.contains("GRUB's remaining 2 attempt(s)"),
-        "{failure:?}"
-    );
-
-    // The next write that succeeds clears the mark.
-    w.env.fail_store = false;
-    w.check(&report(Phase::Late, false), false).unwrap();
-    assert!(w.state.load().unwrap().value.boot_env_failure.is_none());
-}
-
-#[test]
-fn a_full_esp_turns_a_retry_reboot_of_the_known_good_into_degraded_mode() {
-    let mut w = World::new(&G, 1, 1);
-    w.env.fail_store = true;
-    let err = w.check(&report(Phase::Late, false), false).unwrap_err();
-    assert_eq!(code_for(&err), Code::BootEnv);
-    // The failure streak cannot be counted, so a reboot could loop.
-    assert_eq!(w.log(), ["stop app.service", "alert Degraded"]);
-    assert_eq!(w.history_kinds(), [EventKind::Verdict, EventKind::Degraded]);
-    let state = w.state.load().unwrap().value;
-    let degraded = state.degraded.expect("degraded mode recorded");
-    assert!(
-        degraded.reason.contains("cannot be written"),
-        "{degraded:?}"
-    );
-    assert!(state.boot_env_failure.is_some());
-}
-
-#[test]
-fn a_check_keeps_unknown_fields_and_degraded_mode_of_a_newer_state_file() {
-    let w = World::new(&G, 1, 1);
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/state/state-future.json");
-    std::fs::create_dir_all(w.state.path().parent().unwrap()).unwrap();
-    std::fs::copy(&fixture, w.state.path()).unwrap();
-    w.check(&report(Phase::Early, true), false).unwrap();
-    let after: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(w.state.path()).unwrap()).unwrap();
-    assert_eq!(after["format_version"], "1.1");
-    assert_eq!(after["maintenance"]["window"], "02:00-04:00");
-    assert_eq!(after["degraded"]["acknowledged_by"], "admin");
-    assert_eq!(after["boot"]["boot_id"], "boot-1");
-    assert_eq!(after["probes"]["sshd-active"]["attempts"], 3);
-    assert_eq!(after["probes"]["app-answers"]["result"], "pass");
-}
-
-#[test]
-fn a_check_leaves_a_state_file_of_a_newer_major_format_alone() {
-    let mut keys = G.to_vec();
-    keys.push(("hc_good_fails", "1"));
-    let w = World::new(&keys, 1, 1);
-    let dir = w.state.path().parent().unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    let newer = b"{\"format_version\": \"2.0\", \"degraded\": [\"a newer shape\"]}";
-    std::fs::write(w.state.path(), newer).unwrap();
-    let r = w.check(&report(Phase::Late, false), false).unwrap();
-    assert!(matches!(r.decision.action, Action::EnterDegraded { .. }));
-    assert!(
-        r.notes.iter().any(|n| n.contains("format 2.0")),
-        "{:?}",
-        r.notes
-    );
-    assert_eq!(std::fs::read(w.state.path()).unwrap(), newer);
-    // The history and the alert do not depend on it.
-    assert_eq!(w.history_kinds(), [EventKind::Verdict, EventKind::Degraded]);
-    assert!(w.log().contains(&"alert Degraded".to_string()));
-    let names: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    assert!(!names.iter().any(|n| n.contains("corrupt")), "{names:?}");
 }

@@ -13,11 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use health_checker::actions::{Actions, Alert};
+use health_checker::actions::{Actions, Alert, DegradedReport};
 use health_checker::engine::{run_check, BootEnv, BootState, CheckOptions, EngineConfig};
 use health_checker::fsutil::{Lock, LOCK_PATH};
 use health_checker::history::History;
 use health_checker::paths::Root;
+use health_checker::probes::StopAction;
 use health_checker::snapshots::{SnapshotInfo, SnapshotRef, Snapshots};
 use health_checker::state::StateFile;
 use health_checker::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Severity};
@@ -201,12 +202,8 @@ impl Actions for NoActions {
     fn reboot(&self, _: &str) -> Result<()> {
         Ok(())
     }
-    fn enter_degraded(
-        &self,
-        _: &[health_checker::probes::StopAction],
-        _: &[String],
-    ) -> health_checker::actions::DegradedReport {
-        health_checker::actions::DegradedReport {
+    fn enter_degraded(&self, _: &[StopAction], _: &[String]) -> DegradedReport {
+        DegradedReport {
             stop_actions: Vec::new(),
             units: Ok(()),
         }

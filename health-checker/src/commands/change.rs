@@ -42,8 +42,9 @@ impl Change {
     }
 }
 
-/// Carry the change out. Returns warnings worth showing (a corrupt history
-/// moved aside). The error of a failed record says what was already done.
+/// Carry the change out. Returns warnings worth showing. The error of a
+/// failed record (a history or state file this version cannot interpret is
+/// left as it is) says what was already done.
 pub fn apply(sys: &System, change: &Change) -> anyhow::Result<Vec<String>> {
     if let Some(to) = &change.set_default {
         sys.snapshots

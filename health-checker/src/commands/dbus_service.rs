@@ -52,7 +52,7 @@ pub fn status_json(root: &Root) -> anyhow::Result<Value> {
 
 /// The verdicts of the most recent checked boot (`boot_id`, `early`,
 /// `late`, each `pass`/`fail` or `null`) with the last result of every
-/// probe (`probes`). An unreadable or corrupt state file is an error.
+/// probe (`probes`). A state file that cannot be read or interpreted is an error.
 pub fn last_verdict_json(root: &Root) -> anyhow::Result<Value> {
     let state = read_state(&StateFile::new(root))?;
     Ok(json!({
@@ -63,7 +63,8 @@ pub fn last_verdict_json(root: &Root) -> anyhow::Result<Value> {
     }))
 }
 
-/// `state.json`, read without repairing anything; corrupt is an error.
+/// `state.json`, read without changing anything; one that cannot be interpreted is
+/// an error.
 fn read_state(file: &StateFile) -> anyhow::Result<crate::state::State> {
     let loaded = file
         .load()

@@ -87,8 +87,8 @@ pub struct CheckReport {
     pub decision: Decision,
     /// Nothing was changed.
     pub dry_run: bool,
-    /// Things worth telling that did not stop the run (a corrupt file moved
-    /// aside, an unreadable state file).
+    /// Things worth telling that did not stop the run (a state file this
+    /// version cannot interpret, left as it is; no lock).
     pub notes: Vec<String>,
 }
 
