@@ -107,7 +107,9 @@
 //!
 //! openSUSE's patched GRUB reads and writes a 512-byte block at byte
 //! 256 KiB of the btrfs device (`env_block=512+1`). [`Location::Block`]
-//! writes such a block in place; the backup of that pair is a file.
+//! writes such a block in place; the backup of that pair is a file. GRUB
+//! reads only the block, so a sound block is what is read, even without
+//! `hc_seq`; the backup file is read only when GRUB cannot use the block.
 
 pub mod format;
 pub mod fs;

@@ -251,13 +251,23 @@ impl<F: Fs> Store<F> {
             }
         }
         let seq_key = &self.integrity.seq_key;
+        // GRUB's snippet reads the backup of a file; of the btrfs block it
+        // reads only the block (the backup file is on btrfs, out of GRUB's
+        // reach), so a sound block is what GRUB reads even without our
+        // sequence number. A block GRUB cannot use is still read from its
+        // backup: GRUB then boots the distribution's entries, and the
+        // checker keeps the state it last wrote (the repair restores the
+        // block).
+        let grub_reads_backup = matches!(self.primary, Location::File(_));
         let carries_seq = |c: &CopyState| {
             matches!(c, CopyState::Read { env, .. }
                 if env.get(seq_key).is_some_and(|s| !s.is_empty()))
         };
         let source = if carries_seq(&p) {
             Source::Primary
-        } else if carries_seq(&b) {
+        } else if carries_seq(&b)
+            && (grub_reads_backup || !matches!(p, CopyState::Read { .. }) || p.irregular())
+        {
             if matches!(p, CopyState::Read { .. }) {
                 problems.push(format!(
                     "{}: has no {seq_key}, GRUB reads the backup",
@@ -675,7 +685,7 @@ impl CopyState {
             CopyState::Refused { problem, .. } => vec![format!("GRUB cannot read it: {problem}")],
             CopyState::Read { defects, .. } => defects
                 .iter()
-                .map(|d| format!("{}; GRUB still reads it", defect_text(d)))
+                .map(|d| format!("{}; GRUB can still read it", defect_text(d)))
                 .collect(),
         }
     }

@@ -326,3 +326,58 @@ fn a_damaged_copy_without_our_sequence_number_is_no_empty_environment() {
     assert_eq!(loaded.source, Source::Backup);
     assert_eq!(loaded.env.get("saved_entry"), Some("1"));
 }
+
+#[test]
+fn of_the_btrfs_block_grub_reads_only_the_block() {
+    use grub_env::{Location, RealFs};
+    let dir = tempfile::tempdir().unwrap();
+    let device = dir.path().join("device");
+    // A device whose reserved block holds an empty environment, as the
+    // patched GRUB's tools leave it.
+    let mut image = vec![0u8; 512 * 1024];
+    let empty = Env::with_block_size(512).unwrap().to_bytes().unwrap();
+    image[256 * 1024..256 * 1024 + 512].copy_from_slice(&empty);
+    std::fs::write(&device, image).unwrap();
+    let block = Location::Block {
+        path: device.clone(),
+        offset: 256 * 1024,
+        size: 512,
+    };
+    let backup = Location::File(dir.path().join("grubenv-block.bak"));
+    let store = Store::with_locations(RealFs, block.clone(), backup, dir.path().to_path_buf());
+    store
+        .update(|env| env.set("hc_trial", "@/t").map_err(|e| e.to_string()))
+        .unwrap();
+    // Another tool rewrote the block without our keys (a sound block).
+    let mut env = Env::with_block_size(512).unwrap();
+    env.set("saved_entry", "1").unwrap();
+    let bytes = env.to_bytes().unwrap();
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::OpenOptions::new()
+            .write(true)
+            .open(&device)
+            .unwrap(),
+        &bytes,
+        256 * 1024,
+    )
+    .unwrap();
+    // GRUB loads the block, whatever the backup file says: so do we.
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.source, Source::Primary);
+    assert_eq!(loaded.env.get("hc_trial"), None);
+    assert_eq!(loaded.env.get("saved_entry"), Some("1"));
+    // A block GRUB cannot read: the backup file keeps the last state.
+    std::os::unix::fs::FileExt::write_all_at(
+        &std::fs::OpenOptions::new()
+            .write(true)
+            .open(&device)
+            .unwrap(),
+        &[0u8; 512],
+        256 * 1024,
+    )
+    .unwrap();
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.source, Source::Backup);
+    assert_eq!(loaded.env.get("hc_trial"), Some("@/t"));
+    assert!(!loaded.problems.is_empty());
+}
