@@ -20,7 +20,7 @@ INSTALL ?= install
 # Cargo features of the health-checker crate for release-bin (and install).
 CARGO_FEATURES ?=
 
-.PHONY: deb release-bin all build deps vm-deps test test-unit test-vm lint bench install uninstall check-install demo
+.PHONY: deb release-bin all build deps vm-deps test test-unit test-vm lint bench fuzz install uninstall check-install demo
 
 all: build
 
@@ -43,7 +43,7 @@ test-unit: deps
 test: lint test-unit check-install test-vm
 
 # Real boots under QEMU (root, KVM not needed): the GRUB snippet alone, then
-# the scenarios of SPEC.md with health-checker in the guest. One guest image,
+# the scenarios of the verdict table (docs/design.md) with health-checker in the guest. One guest image,
 # built once with the checker (the GRUB tests mask its units in their copies).
 # The GRUB tests whose ground the scenarios cover again (good_boot: G boots;
 # broken_trial: GRUB counts a panicking trial down and falls back, which
@@ -63,7 +63,13 @@ demo:
 	tests/vm/demo
 
 bench: deps
-	$(CARGO) bench -p grub-env --bench env_io
+	$(CARGO) bench --workspace --bench '*'
+
+# A bounded fuzzing session of every fuzz target (FUZZ_SECONDS each); needs
+# nightly and cargo-fuzz, and says so when they are missing.
+FUZZ_SECONDS ?= 60
+fuzz:
+	fuzz/run $(FUZZ_SECONDS)
 
 # Everything a distribution package would ship, at the paths it would use.
 UNITS := health-checker-early.service health-checker-late.service \

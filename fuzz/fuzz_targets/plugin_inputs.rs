@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use health_checker::config::parse_duration;
-use health_checker::probes::builtin::{parse_fstab, parse_mountinfo};
+use health_checker::probes::builtin::parse_fstab;
+use health_checker::snapshots::mountinfo;
 use health_checker::probes::manifest;
 use libfuzzer_sys::fuzz_target;
 
@@ -16,6 +17,6 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = manifest::parse(Path::new("/fuzz/p.toml"), text, None);
     let _ = parse_fstab(text);
-    let _ = parse_mountinfo(text);
+    let _ = mountinfo::parse(text);
     let _ = parse_duration(text);
 });

@@ -52,6 +52,101 @@ pub enum FormatError {
     NulInValue(String),
     #[error("the environment needs {needed} bytes but the block holds {size}")]
     TooLong { needed: usize, size: usize },
+    #[error("line {line}: a NUL byte in the value (GRUB reads the value only up to it)")]
+    NulInBlock { line: usize },
+    #[error("only {0} bytes: shorter than the \"# GRUB Environment Block\" header")]
+    TooShort(usize),
+}
+
+/// The entries GRUB 2.06 reads from `buf`, as raw `(name, value)` bytes in
+/// file order (duplicates included), or `None` when GRUB refuses the block.
+///
+/// This is the reader of `load_env` and `grub-editenv list` (GRUB's
+/// `grub_envblk_open` and `grub_envblk_iterate`), not the format it writes:
+/// * the block is refused only when it is shorter than the signature plus
+///   one byte, or does not start with the signature; its size is not
+///   checked (bytes appended or cut off are read as they are);
+/// * a line starting with `#` is skipped up to the next newline not
+///   preceded by a backslash, so stray bytes in the padding are never seen;
+/// * otherwise the name runs up to the next `=`, newlines included, and the
+///   value up to the next newline not preceded by a backslash; a backslash
+///   takes the next byte literally;
+/// * reading stops, silently, at a name without `=` or a value without a
+///   newline before the end of the block: what came before counts;
+/// * names and values are C strings: each ends at its first NUL byte.
+pub fn grub_entries(buf: &[u8]) -> Option<Vec<(Vec<u8>, Vec<u8>)>> {
+    let sig = SIGNATURE.as_bytes();
+    if buf.len() < sig.len() + 1 || !buf.starts_with(sig) {
+        return None;
+    }
+    let until_nul = |b: &[u8]| b[..b.iter().position(|&c| c == 0).unwrap_or(b.len())].to_vec();
+    let end = buf.len();
+    let mut entries = Vec::new();
+    let mut p = sig.len();
+    while p < end {
+        if buf[p] == b'#' {
+            p = comment_end(buf, p).unwrap_or(end);
+        } else {
+            let name_start = p;
+            while p < end && buf[p] != b'=' {
+                p += 1;
+            }
+            if p == end {
+                break;
+            }
+            let name = until_nul(&buf[name_start..p]);
+            p += 1;
+            let value_start = p;
+            while p < end && buf[p] != b'\n' {
+                if buf[p] == b'\\' {
+                    p += 1;
+                }
+                p += 1;
+            }
+            if p >= end {
+                break;
+            }
+            let mut value = Vec::with_capacity(p - value_start);
+            let mut i = value_start;
+            while i < p {
+                if buf[i] == b'\\' {
+                    i += 1;
+                }
+                value.push(buf[i]);
+                i += 1;
+            }
+            entries.push((name, until_nul(&value)));
+        }
+        p += 1;
+    }
+    Some(entries)
+}
+
+/// The newline that ends the comment starting at `start`, or `None` when
+/// the comment runs to the end of `buf`. As in GRUB, a backslash in a
+/// comment takes the next byte with it, so an escaped newline does not end
+/// it.
+fn comment_end(buf: &[u8], start: usize) -> Option<usize> {
+    let mut p = start;
+    while p < buf.len() {
+        match buf[p] {
+            b'\\' => p += 2,
+            b'\n' => return Some(p),
+            _ => p += 1,
+        }
+    }
+    None
+}
+
+/// A block as GRUB reads it ([`Env::parse_as_grub`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrubRead {
+    /// What GRUB reads, in our standard form: writing it gives GRUB the
+    /// same values in a well-formed block.
+    pub env: Env,
+    /// Why the block is not a well-formed one (the strict parser's error),
+    /// although GRUB reads it: the bytes on disk differ from `env`'s.
+    pub irregular: Option<FormatError>,
 }
 
 /// Whether `key` is a name GRUB's script language can use as a variable.
@@ -126,13 +221,13 @@ impl Env {
             line += 1;
             let rest = &buf[pos..];
             if rest[0] == b'#' {
-                match rest.iter().position(|&b| b == b'\n') {
+                match comment_end(buf, pos) {
                     // A comment line: kept if it comes before the entries.
                     Some(end) => {
                         if !seen_entry {
-                            env.comments.push(rest[..=end].to_vec());
+                            env.comments.push(buf[pos..=end].to_vec());
                         }
-                        pos += end + 1;
+                        pos = end + 1;
                         continue;
                     }
                     // No newline: this is the padding, which must be all '#'.
@@ -190,6 +285,9 @@ impl Env {
             if !terminated {
                 return Err(FormatError::Unterminated { line });
             }
+            if value.contains(&0) {
+                return Err(FormatError::NulInBlock { line: start_line });
+            }
             seen_entry = true;
             let value =
                 String::from_utf8(value).map_err(|_| FormatError::NotUtf8 { line: start_line })?;
@@ -197,6 +295,77 @@ impl Env {
             pos += i + 1;
         }
         Ok(env)
+    }
+
+    /// Parse a block the way GRUB reads it ([`grub_entries`]): an error
+    /// only when GRUB refuses it too. A block that GRUB reads but that is
+    /// not well formed (stray bytes in the padding, bytes appended or cut
+    /// off, a line GRUB stops at) gives GRUB's values, with the reason in
+    /// [`GrubRead::irregular`]. Values that are not UTF-8 are converted
+    /// lossily; names no script can use are left out (the block is then
+    /// irregular too).
+    pub fn parse_as_grub(buf: &[u8]) -> Result<GrubRead, FormatError> {
+        let irregular = match Env::parse(buf) {
+            Ok(env) => {
+                return Ok(GrubRead {
+                    env,
+                    irregular: None,
+                })
+            }
+            Err(e) => e,
+        };
+        let Some(entries) = grub_entries(buf) else {
+            return Err(match buf.len() {
+                0 => FormatError::Empty,
+                n if n <= SIGNATURE.len() => FormatError::TooShort(n),
+                _ => FormatError::MissingSignature,
+            });
+        };
+        // The comment lines before the first entry, as the strict parser
+        // keeps them (the padding has no newline and is not one).
+        let mut comments = Vec::new();
+        let mut pos = SIGNATURE.len();
+        while pos < buf.len() && buf[pos] == b'#' {
+            match comment_end(buf, pos) {
+                Some(end) => {
+                    comments.push(buf[pos..=end].to_vec());
+                    pos = end + 1;
+                }
+                None => break,
+            }
+        }
+        let mut env = Env {
+            comments,
+            entries: Vec::new(),
+            block_size: DEFAULT_BLOCK_SIZE,
+        };
+        for (k, v) in entries {
+            // A name GRUB's script could never use as a variable (empty,
+            // with a newline, not UTF-8) is left out: `load_env` of our
+            // keys never matches it, and the well-formed block written in
+            // its place could not hold it. Its bytes stay in the copy a
+            // repair keeps aside.
+            let Ok(k) = String::from_utf8(k) else {
+                continue;
+            };
+            if k.is_empty() || k.contains('\n') {
+                continue;
+            }
+            env.upsert(k, String::from_utf8_lossy(&v).into_owned());
+        }
+        // Keep the size when it is a whole number of sectors; otherwise the
+        // default, or the sectors the text needs.
+        let round_up = |n: usize| n.div_ceil(SECTOR) * SECTOR;
+        env.block_size = if check_size(buf.len()).is_ok() {
+            buf.len()
+        } else {
+            DEFAULT_BLOCK_SIZE
+        }
+        .max(round_up(env.used_bytes()));
+        Ok(GrubRead {
+            env,
+            irregular: Some(irregular),
+        })
     }
 
     /// The block, padded with `#` to its size.
@@ -396,6 +565,47 @@ mod tests {
             Env::parse(&unterminated),
             Err(FormatError::Unterminated { line: 2 })
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn what_grub_reads_is_written_back_as_a_well_formed_block(
+            body in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::strategy::Just(b'\n'),
+                    proptest::strategy::Just(b'='),
+                    proptest::strategy::Just(b'\\'),
+                    proptest::strategy::Just(b'#'),
+                    proptest::strategy::Just(0u8),
+                    proptest::prelude::any::<u8>(),
+                ],
+                0..700,
+            )
+        ) {
+            let mut buf = SIGNATURE.as_bytes().to_vec();
+            buf.extend_from_slice(&body);
+            if let Ok(read) = Env::parse_as_grub(&buf) {
+                let bytes = read.env.to_bytes().expect("fits its block");
+                let again = Env::parse(&bytes).expect("well formed");
+                proptest::prop_assert_eq!(&again, &read.env);
+                let strict = Env::parse(&buf).is_ok();
+                proptest::prop_assert_eq!(read.irregular.is_none(), strict);
+            }
+        }
+    }
+
+    #[test]
+    fn a_comment_continues_after_an_escaped_newline_as_in_grub() {
+        let raw = block("# note \\\nhidden=1\nshown=2\n", 1024);
+        let env = Env::parse(&raw).unwrap();
+        assert_eq!(env.get("hidden"), None);
+        assert_eq!(env.get("shown"), Some("2"));
+        let names: Vec<_> = grub_entries(&raw)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(names, [b"shown".to_vec()]);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Read and write the GRUB environment block, so that a power cut at any
 //! instant leaves GRUB and us with either the old or the new environment.
 //!
-//! [`format`] is the block format itself, byte for byte what `grub-editenv`
+//! [`format`](mod@format) is the block format itself, byte for byte what `grub-editenv`
 //! writes. [`Store`] keeps an environment crash-safely as two copies.
 //!
 //! # Why two copies
@@ -55,16 +55,33 @@
 //!   leaves the old or the new text. Otherwise (a first write, a larger
 //!   text) the copy is replaced by rename as above; a crash then can lose
 //!   at most that one copy, and the other is complete.
-//! * **Reading** ([`Store::load`]): a copy is valid when it parses strictly
-//!   (header, `key=value` lines, `#` padding, whole sectors) and its
-//!   checksum matches (a copy without `hc_seq` was never written by us and
-//!   counts as sequence 0). Take the valid copy with the higher sequence
-//!   number, the **primary on a tie** (GRUB writes its counters into the
-//!   primary, so on a tie the primary is the newer). No valid copy at all
-//!   is an error, never an empty environment.
+//! * **Reading** ([`Store::load`]): GRUB is the authority on what GRUB
+//!   boots, so we read what GRUB reads, by its rule and with its reader:
+//!   [`grub_entries`] reads a block as GRUB 2.06's `load_env` and
+//!   `grub-editenv list` do (header checked, lines read up to the first
+//!   one GRUB stops at, padding and size never checked), and the copy used
+//!   is the one the snippet under `grub/` loads: the primary when it loads
+//!   and carries `hc_seq`, else the backup when it does, else the first
+//!   that loads at all. A pair from which nothing loads is an error, never
+//!   an empty environment; so is a pair whose only copy GRUB loads is
+//!   damaged and carries no `hc_seq` (most likely a torn copy of ours: GRUB
+//!   reads no state from it and boots the distribution's entries). The test `tests/grub_editenv_differential.rs`
+//!   checks our reader against the real `grub-editenv` over damaged files.
+//! * **What the checksum means**: GRUB does not check it, so it never
+//!   decides which copy is read. A copy whose checksum does not match was
+//!   changed by another tool (`grub-editenv set hc_...`) or damaged; like a
+//!   copy that is not a well-formed block (a stray byte in the padding,
+//!   bytes appended or cut off), it is reported in [`Loaded::problems`],
+//!   and [`Store::repair`] rewrites both copies with the values GRUB reads
+//!   (first keeping a copy it cannot reproduce as `<file>.broken-<time>`).
+//!   This matters beyond tidiness: `grub-editenv set`, and GRUB's
+//!   `save_env` with the same code, refuse a block whose padding is
+//!   damaged, so until it is repaired GRUB cannot count attempts.
 //! * **GRUB** (the snippet under `grub/`): `load_env` the primary; if that
 //!   fails or leaves `hc_seq` empty, `load_env` the backup instead; when it
 //!   saves its counters, it saves them into the copy it loaded.
+//! * **Neither copy readable**: [`Store::recover`] keeps both as
+//!   `<file>.broken-<time>` and starts a new, empty environment.
 //!
 //! Why the primary first: a crash before the primary's rename leaves both
 //! copies old, and both readers agree on the old state; a crash after it
@@ -96,6 +113,6 @@ pub mod format;
 pub mod fs;
 mod store;
 
-pub use format::{Env, FormatError};
+pub use format::{grub_entries, Env, FormatError, GrubRead};
 pub use fs::{Fs, Location, LockGuard, RealFs};
 pub use store::{tmp_path, CopyProblem, Error, Integrity, Loaded, Source, Store};

@@ -57,28 +57,6 @@ impl Integrity {
         }
         format!("{:08x}", h.finalize())
     }
-
-    /// Check one parsed copy: its sequence number if it is valid.
-    fn verify(&self, env: &Env) -> Result<u64, CopyProblem> {
-        let seq = match env.get(&self.seq_key) {
-            None => 0,
-            Some(s) => s
-                .parse::<u64>()
-                .map_err(|_| CopyProblem::BadSeq(s.to_string()))?,
-        };
-        if let Some(sum) = env.get(&self.sum_key) {
-            let want = self.checksum(env);
-            if sum != want {
-                return Err(CopyProblem::BadSum {
-                    found: sum.to_string(),
-                    computed: want,
-                });
-            }
-        } else if env.get(&self.seq_key).is_some() {
-            return Err(CopyProblem::MissingSum);
-        }
-        Ok(seq)
-    }
 }
 
 /// Why one copy was not used.
@@ -110,11 +88,13 @@ pub enum Source {
 pub struct Loaded {
     pub env: Env,
     pub source: Source,
-    /// The sequence number of the copy used (0 for a file never written by
-    /// this crate).
+    /// The highest sequence number of either copy (0 for files never
+    /// written by this crate); the next write uses one more.
     pub seq: u64,
-    /// Copies that were skipped and why (a torn primary, a stale checksum),
-    /// for the caller to report. The next write repairs them.
+    /// What is wrong with either copy (one GRUB cannot read, stray bytes
+    /// GRUB skips, a checksum that does not match, a primary older than
+    /// the backup), one line each naming the file. Empty when both copies
+    /// are sound. The next write, or [`Store::repair`], rewrites both.
     pub problems: Vec<String>,
     /// Whether the backup holds exactly this environment. When it does not,
     /// the next write first brings it up to date, so that the backup is a
@@ -130,7 +110,7 @@ pub enum Error {
         location: String,
         problem: CopyProblem,
     },
-    #[error("no valid copy of the boot environment: {primary}: {primary_problem}; {backup}: {backup_problem}")]
+    #[error("no copy of the boot environment can be read, by GRUB or by us: {primary}: {primary_problem}; {backup}: {backup_problem}")]
     NoValidCopy {
         primary: String,
         primary_problem: String,
@@ -236,69 +216,239 @@ impl<F: Fs> Store<F> {
         &self.fs
     }
 
-    /// Read the environment: the valid copy with the highest sequence
-    /// number, the primary on a tie. A missing pair is an empty environment;
-    /// a pair with no valid copy is an error, never an empty environment.
+    /// Read the environment GRUB reads, by the snippet's rule (see the
+    /// crate documentation): the primary when GRUB loads it and it carries
+    /// `hc_seq`; else the backup when GRUB loads it and it carries
+    /// `hc_seq`; else whichever GRUB loads at all, the primary first, if
+    /// it is a well-formed block (a damaged copy without `hc_seq` is most
+    /// likely a torn copy of ours, never taken for an empty state). Each copy is
+    /// read as GRUB's reader reads it ([`Env::parse_as_grub`]), so a copy
+    /// with stray bytes in its padding, bytes appended or a checksum that
+    /// does not match is still the one used when GRUB uses it; every such
+    /// defect is listed in [`Loaded::problems`] and the next write (or
+    /// [`Store::repair`]) rewrites both copies. A missing pair is an empty
+    /// environment; a pair GRUB reads nothing from is an error, never an
+    /// empty environment.
     pub fn load(&self) -> Result<Loaded, Error> {
+        self.load_copies().map(|(loaded, _)| loaded)
+    }
+
+    /// [`Store::load`], and the raw bytes of the copies that are damaged
+    /// (for [`Store::repair`] to keep).
+    fn load_copies(&self) -> Result<(Loaded, DamagedCopies), Error> {
         let p = self.read_copy(&self.primary);
         let b = self.read_copy(&self.backup);
-        let backup_env = match &b {
-            CopyState::Valid(env, _) => Some(env.clone()),
-            _ => None,
-        };
         let mut problems = Vec::new();
-        let pick = match (p, b) {
-            (CopyState::Missing, CopyState::Missing) => {
-                return Ok(Loaded {
+        let mut damaged = Vec::new();
+        for (loc, copy) in [(&self.primary, &p), (&self.backup, &b)] {
+            for why in copy.defects() {
+                problems.push(format!("{loc}: {why}"));
+            }
+            if let CopyState::Refused { raw, .. } | CopyState::Read { raw, .. } = copy {
+                if copy.irregular() {
+                    damaged.push((loc.clone(), raw.clone()));
+                }
+            }
+        }
+        let seq_key = &self.integrity.seq_key;
+        let carries_seq = |c: &CopyState| {
+            matches!(c, CopyState::Read { env, .. }
+                if env.get(seq_key).is_some_and(|s| !s.is_empty()))
+        };
+        let source = if carries_seq(&p) {
+            Source::Primary
+        } else if carries_seq(&b) {
+            if matches!(p, CopyState::Read { .. }) {
+                problems.push(format!(
+                    "{}: has no {seq_key}, GRUB reads the backup",
+                    self.primary
+                ));
+            }
+            Source::Backup
+        } else if matches!(p, CopyState::Read { .. }) && !p.irregular() {
+            Source::Primary
+        } else if !matches!(p, CopyState::Read { .. })
+            && matches!(b, CopyState::Read { .. })
+            && !b.irregular()
+        {
+            Source::Backup
+        } else if matches!((&p, &b), (CopyState::Missing, CopyState::Missing)) {
+            return Ok((
+                Loaded {
                     env: Env::new(),
                     source: Source::Neither,
                     seq: 0,
                     problems,
                     backup_current: true,
-                })
+                },
+                damaged,
+            ));
+        } else {
+            let why = |c: &CopyState| match c {
+                CopyState::Missing => "missing".to_string(),
+                CopyState::Refused { problem, .. } => format!("GRUB cannot read it: {problem}"),
+                // A damaged copy without our sequence number: GRUB reads
+                // no state from it, but it is no empty environment either
+                // (most likely a torn copy of ours).
+                CopyState::Read { defects, .. } if c.irregular() => format!(
+                    "{}; GRUB reads no {seq_key} from it",
+                    defects
+                        .iter()
+                        .map(defect_text)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+                CopyState::Read { .. } => format!("has no {seq_key}"),
+            };
+            return Err(Error::NoValidCopy {
+                primary: self.primary.to_string(),
+                primary_problem: why(&p),
+                backup: self.backup.to_string(),
+                backup_problem: why(&b),
+            });
+        };
+        // A copy lost while the other carries our sequence number.
+        for (loc, copy) in [(&self.primary, &p), (&self.backup, &b)] {
+            if matches!(copy, CopyState::Missing) && (carries_seq(&p) || carries_seq(&b)) {
+                problems.push(format!("{loc}: missing"));
             }
-            (CopyState::Valid(pe, ps), CopyState::Valid(be, bs)) => {
-                if bs > ps {
-                    problems.push(format!(
-                        "{}: older than the backup (sequence {ps} < {bs})",
-                        self.primary
-                    ));
-                    (be, bs, Source::Backup)
-                } else {
-                    (pe, ps, Source::Primary)
-                }
-            }
-            (CopyState::Valid(pe, ps), other) => {
-                if let Some(why) = other.problem() {
-                    problems.push(format!("{}: {why}", self.backup));
-                }
-                (pe, ps, Source::Primary)
-            }
-            (other, CopyState::Valid(be, bs)) => {
+        }
+        let (used, other) = match source {
+            Source::Backup => (&b, &p),
+            _ => (&p, &b),
+        };
+        let (CopyState::Read { env, seq, .. }, other_seq) = (used, other.seq()) else {
+            unreachable!("the copy used was read");
+        };
+        if let (Source::Primary, Some(bs)) = (source, other_seq) {
+            if bs > seq.unwrap_or(0) {
                 problems.push(format!(
-                    "{}: {}",
+                    "{}: older than the backup (sequence {} < {bs}); GRUB reads the primary",
                     self.primary,
-                    other.problem().unwrap_or_else(|| "missing".into())
+                    seq.unwrap_or(0)
                 ));
-                (be, bs, Source::Backup)
             }
-            (p, b) => {
-                return Err(Error::NoValidCopy {
-                    primary: self.primary.to_string(),
-                    primary_problem: p.problem().unwrap_or_else(|| "missing".into()),
-                    backup: self.backup.to_string(),
-                    backup_problem: b.problem().unwrap_or_else(|| "missing".into()),
-                })
+        }
+        let backup_current = match &b {
+            CopyState::Read { env: be, .. } => {
+                be == env && !b.irregular() && b.defects().is_empty()
+            }
+            _ => false,
+        };
+        Ok((
+            Loaded {
+                env: env.clone(),
+                source,
+                seq: seq.unwrap_or(0).max(other_seq.unwrap_or(0)),
+                problems,
+                backup_current,
+            },
+            damaged,
+        ))
+    }
+
+    /// Rewrite both copies when either is damaged (see [`Loaded::problems`]),
+    /// keeping what GRUB reads: GRUB's next `save_env` then finds a
+    /// well-formed block (it cannot write into one with stray bytes in its
+    /// padding). A copy whose bytes the rewrite would not reproduce (one
+    /// that is not a well-formed block) is first kept beside it as
+    /// `<file>.broken-<stamp>`. Returns the problems repaired; empty when
+    /// there were none and nothing was written.
+    pub fn repair(&self, stamp: &str) -> Result<Vec<String>, Error> {
+        let _guard = self
+            .fs
+            .lock(&self.lock_path)
+            .map_err(io_err("locking", &self.lock_path))?;
+        let (loaded, damaged) = self.load_copies()?;
+        if loaded.problems.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (loc, raw) in &damaged {
+            self.keep_aside(loc, raw, stamp)?;
+        }
+        let problems = loaded.problems.clone();
+        self.update_loaded(loaded, |_| Ok(()))?;
+        Ok(problems)
+    }
+
+    /// The way out when GRUB reads no copy at all: keep every copy that
+    /// exists as `<file>.broken-<stamp>` and write a new, empty environment
+    /// (both copies). When a copy is still readable, this is
+    /// [`Store::repair`] and no value is dropped. Returns what was done,
+    /// one line each.
+    pub fn recover(&self, stamp: &str) -> Result<Vec<String>, Error> {
+        let _guard = self
+            .fs
+            .lock(&self.lock_path)
+            .map_err(io_err("locking", &self.lock_path))?;
+        let mut done = Vec::new();
+        let loaded = match self.load_copies() {
+            Ok((loaded, damaged)) => {
+                for (loc, raw) in &damaged {
+                    done.push(format!(
+                        "kept {}",
+                        self.keep_aside(loc, raw, stamp)?.display()
+                    ));
+                }
+                done.extend(loaded.problems.iter().map(|p| format!("repaired {p}")));
+                loaded
+            }
+            Err(Error::NoValidCopy { .. }) => {
+                let mut seq = 0;
+                for loc in [&self.primary, &self.backup] {
+                    if let Some(raw) = self.fs.read(loc).ok().flatten() {
+                        done.push(format!(
+                            "kept {}",
+                            self.keep_aside(loc, &raw, stamp)?.display()
+                        ));
+                    }
+                    if let CopyState::Read { seq: Some(s), .. } = self.read_copy(loc) {
+                        seq = seq.max(s);
+                    }
+                }
+                done.push(format!(
+                    "new empty environment in {} and {}",
+                    self.primary, self.backup
+                ));
+                Loaded {
+                    env: Env::new(),
+                    source: Source::Neither,
+                    seq,
+                    problems: Vec::new(),
+                    backup_current: false,
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        self.update_loaded(loaded, |_| Ok(()))?;
+        Ok(done)
+    }
+
+    /// Keep the bytes of a damaged copy in a new file beside it (for a
+    /// block: beside the backup file), synced. Returns its path.
+    fn keep_aside(&self, loc: &Location, raw: &[u8], stamp: &str) -> Result<PathBuf, Error> {
+        let base = match loc {
+            Location::File(p) => p.clone(),
+            Location::Block { .. } => {
+                let mut p = self.backup.path().as_os_str().to_owned();
+                p.push(".block");
+                PathBuf::from(p)
             }
         };
-        let backup_current = backup_env.as_ref() == Some(&pick.0);
-        Ok(Loaded {
-            env: pick.0,
-            seq: pick.1,
-            source: pick.2,
-            problems,
-            backup_current,
-        })
+        let mut aside = base.into_os_string();
+        aside.push(format!(".broken-{stamp}"));
+        let aside = PathBuf::from(aside);
+        self.fs
+            .write_new(&aside, raw)
+            .map_err(io_err("keeping the damaged copy as", &aside))?;
+        self.fs
+            .sync_file(&aside)
+            .map_err(io_err("syncing", &aside))?;
+        let dir = parent_dir(&aside);
+        self.fs
+            .sync_dir(&dir)
+            .map_err(io_err("syncing directory", &dir))?;
+        Ok(aside)
     }
 
     /// Read, change and write the environment under the lock, so that no
@@ -313,6 +463,15 @@ impl<F: Fs> Store<F> {
             .lock(&self.lock_path)
             .map_err(io_err("locking", &self.lock_path))?;
         let loaded = self.load()?;
+        self.update_loaded(loaded, edit)
+    }
+
+    /// [`Store::update`] with the lock held and the environment read.
+    fn update_loaded<T>(
+        &self,
+        loaded: Loaded,
+        edit: impl FnOnce(&mut Env) -> Result<T, String>,
+    ) -> Result<(Env, T), Error> {
         let mut env = loaded.env.clone();
         let out = edit(&mut env).map_err(Error::Edit)?;
         if !loaded.backup_current {
@@ -425,34 +584,118 @@ impl<F: Fs> Store<F> {
     }
 
     fn read_copy(&self, loc: &Location) -> CopyState {
-        let bytes = match self.fs.read(loc) {
+        let raw = match self.fs.read(loc) {
             Ok(None) => return CopyState::Missing,
             Ok(Some(b)) => b,
-            Err(e) => return CopyState::Invalid(CopyProblem::Io(e.to_string())),
+            Err(e) => {
+                return CopyState::Refused {
+                    problem: CopyProblem::Io(e.to_string()),
+                    raw: Vec::new(),
+                }
+            }
         };
-        let env = match Env::parse(&bytes) {
-            Ok(env) => env,
-            Err(e) => return CopyState::Invalid(e.into()),
+        let read = match Env::parse_as_grub(&raw) {
+            Ok(read) => read,
+            Err(e) => {
+                return CopyState::Refused {
+                    problem: e.into(),
+                    raw,
+                }
+            }
         };
-        match self.integrity.verify(&env) {
-            Ok(seq) => CopyState::Valid(env, seq),
-            Err(p) => CopyState::Invalid(p),
+        let int = &self.integrity;
+        let mut defects: Vec<CopyProblem> = read.irregular.into_iter().map(Into::into).collect();
+        let seq = match read.env.get(&int.seq_key) {
+            None => None,
+            Some(s) => match s.parse::<u64>() {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    defects.push(CopyProblem::BadSeq(s.to_string()));
+                    None
+                }
+            },
+        };
+        // The checksum no longer decides which copy is read (GRUB does not
+        // check it): a mismatch means the copy was changed by another tool
+        // or damaged, and is reported and repaired.
+        match read.env.get(&int.sum_key) {
+            Some(sum) => {
+                let want = int.checksum(&read.env);
+                if sum != want {
+                    defects.push(CopyProblem::BadSum {
+                        found: sum.to_string(),
+                        computed: want,
+                    });
+                }
+            }
+            None if read.env.get(&int.seq_key).is_some() => defects.push(CopyProblem::MissingSum),
+            None => {}
+        }
+        CopyState::Read {
+            env: read.env,
+            seq,
+            defects,
+            raw,
         }
     }
 }
 
+/// One defect of a copy GRUB reads, for a message.
+fn defect_text(d: &CopyProblem) -> String {
+    match d {
+        CopyProblem::Format(f) => format!("damaged ({f})"),
+        other => other.to_string(),
+    }
+}
+
+/// Copies whose bytes a rewrite would not reproduce, with those bytes.
+type DamagedCopies = Vec<(Location, Vec<u8>)>;
+
 enum CopyState {
     Missing,
-    Invalid(CopyProblem),
-    Valid(Env, u64),
+    /// GRUB does not read it.
+    Refused {
+        problem: CopyProblem,
+        raw: Vec<u8>,
+    },
+    /// What GRUB reads, and what is wrong with the copy.
+    Read {
+        env: Env,
+        seq: Option<u64>,
+        defects: Vec<CopyProblem>,
+        raw: Vec<u8>,
+    },
 }
 
 impl CopyState {
-    fn problem(&self) -> Option<String> {
+    /// What is wrong with a copy that exists.
+    fn defects(&self) -> Vec<String> {
         match self {
-            CopyState::Missing => None,
-            CopyState::Invalid(p) => Some(p.to_string()),
-            CopyState::Valid(..) => None,
+            CopyState::Missing => Vec::new(),
+            CopyState::Refused { problem, .. } => vec![format!("GRUB cannot read it: {problem}")],
+            CopyState::Read { defects, .. } => defects
+                .iter()
+                .map(|d| format!("{}; GRUB still reads it", defect_text(d)))
+                .collect(),
+        }
+    }
+
+    /// Whether rewriting this copy would not reproduce its bytes: it is
+    /// not a well-formed block (the checksum aside).
+    fn irregular(&self) -> bool {
+        match self {
+            CopyState::Missing => false,
+            CopyState::Refused { raw, .. } => !raw.is_empty(),
+            CopyState::Read { defects, .. } => {
+                defects.iter().any(|d| matches!(d, CopyProblem::Format(_)))
+            }
+        }
+    }
+
+    fn seq(&self) -> Option<u64> {
+        match self {
+            CopyState::Read { seq, .. } => *seq,
+            _ => None,
         }
     }
 }
@@ -461,8 +704,10 @@ impl fmt::Debug for CopyState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CopyState::Missing => f.write_str("Missing"),
-            CopyState::Invalid(p) => write!(f, "Invalid({p})"),
-            CopyState::Valid(_, s) => write!(f, "Valid(seq {s})"),
+            CopyState::Refused { problem, .. } => write!(f, "Refused({problem})"),
+            CopyState::Read { seq, defects, .. } => {
+                write!(f, "Read(seq {seq:?}, {} defects)", defects.len())
+            }
         }
     }
 }

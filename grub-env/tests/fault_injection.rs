@@ -220,17 +220,27 @@ fn crash_outcomes(d: &Disk) -> Vec<Disk> {
     out
 }
 
-/// What GRUB's snippet loads: the primary, or the backup when the primary
-/// does not load or has no `hc_seq`.
+/// What GRUB's snippet loads, read with GRUB's own reader: the primary when
+/// it loads and has `hc_seq`, else the backup when it does, else the first
+/// copy that loads at all.
 fn grub_view(disk: &Disk, primary: &Path, backup: &Path) -> Option<Env> {
     let load = |p: &Path| {
         disk.names
             .get(p)
-            .and_then(|&i| Env::parse(&disk.inodes[i].cur).ok())
+            .and_then(|&i| Env::parse_as_grub(&disk.inodes[i].cur).ok())
+            .map(|r| r.env)
     };
-    match load(primary) {
-        Some(env) if env.get("hc_seq").is_some() => Some(env),
-        other => load(backup).or(other),
+    let (p, b) = (load(primary), load(backup));
+    let seq = |e: &Option<Env>| {
+        e.as_ref()
+            .is_some_and(|e| e.get("hc_seq").is_some_and(|s| !s.is_empty()))
+    };
+    if seq(&p) {
+        p
+    } else if seq(&b) {
+        b
+    } else {
+        p.or(b)
     }
 }
 
@@ -459,21 +469,31 @@ fn grub_counting_in_the_primary_wins_over_the_backup() {
 }
 
 #[test]
-fn a_stale_checksum_sends_the_reader_to_the_backup() {
+fn a_stale_checksum_is_reported_but_the_copy_grub_reads_is_read() {
+    // Another tool changed a key in the primary. GRUB does not check our
+    // checksum: it boots what the primary says, so that is what we read.
     let (primary, _) = paths();
     let disk = settled(Some(&[("hc_good", "@/g")]));
     let fs = SimFs::new(disk, None);
     let mut env = Env::parse(&fs.read(&Location::File(primary.clone())).unwrap().unwrap()).unwrap();
-    env.set("hc_good", "@/evil").unwrap();
+    env.set("hc_good", "@/edited").unwrap();
     fs.write_at(&primary, 0, &env.to_bytes().unwrap()).unwrap();
-    let loaded = Store::with_fs(fs, &primary).load().unwrap();
-    assert_eq!(loaded.source, Source::Backup);
-    assert_eq!(loaded.env.get("hc_good"), Some("@/g"));
+    let store = Store::with_fs(fs, &primary);
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded.source, Source::Primary);
+    assert_eq!(loaded.env.get("hc_good"), Some("@/edited"));
     assert!(
-        loaded.problems[0].contains("checksum"),
+        loaded.problems.len() == 1 && loaded.problems[0].contains("checksum"),
         "{:?}",
         loaded.problems
     );
+    // The repair keeps the value GRUB reads and makes both copies sound.
+    let repaired = store.repair("20260101T000000Z").unwrap();
+    assert_eq!(repaired, loaded.problems);
+    let again = store.load().unwrap();
+    assert!(again.problems.is_empty(), "{:?}", again.problems);
+    assert_eq!(again.env.get("hc_good"), Some("@/edited"));
+    assert!(again.backup_current);
 }
 
 #[test]
@@ -483,8 +503,14 @@ fn no_valid_copy_is_an_error_naming_both_files() {
     fs.write_new(&primary, b"").unwrap();
     fs.write_new(&backup, b"garbage").unwrap();
     let err = Store::with_fs(fs, &primary).load().unwrap_err().to_string();
-    assert!(err.contains("/esp/grubenv: block is empty"), "{err}");
-    assert!(err.contains("/esp/grubenv.bak: block is 7 bytes"), "{err}");
+    assert!(
+        err.contains("/esp/grubenv: GRUB cannot read it: block is empty"),
+        "{err}"
+    );
+    assert!(
+        err.contains("/esp/grubenv.bak: GRUB cannot read it: only 7 bytes"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -72,7 +72,7 @@ fn a_truncated_primary_is_recovered_from_the_backup_and_repaired() {
     assert_eq!(loaded.source, Source::Backup);
     assert_eq!(loaded.env.get("hc_good"), Some("@/g"));
     assert!(
-        loaded.problems[0].contains("grubenv: block is empty"),
+        loaded.problems[0].contains("grubenv: GRUB cannot read it: block is empty"),
         "{:?}",
         loaded.problems
     );

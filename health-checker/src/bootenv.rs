@@ -1,18 +1,23 @@
-//! `health-checker bootenv`: grub-editenv's jobs on the crash-safe store.
+//! `health-checker bootenv`: grub-editenv's jobs on the crash-safe store,
+//! at the location the configuration names (`[bootenv]`), the one the
+//! checker and, through `bootenv path`, GRUB's snippet use.
 
-use std::path::PathBuf;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use grub_env::Store;
+use grub_env::{Location, Store};
 
+use crate::commands::system::{env_store, LoadedConfig};
+use crate::engine::grubenv::{broken_stamp, with_advice};
 use crate::exit::{Code, CodeExt};
-use crate::paths::{self, Root};
+use crate::paths::Root;
 
 #[derive(Debug, Args)]
 pub struct BootenvArgs {
     /// The primary environment file (its backup is FILE.bak). Default: the
-    /// configured location under --root.
+    /// location `[bootenv]` of the configuration names, under --root.
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
     #[command(subcommand)]
@@ -35,18 +40,29 @@ pub enum BootenvAction {
         #[arg(required = true, value_name = "KEY")]
         keys: Vec<String>,
     },
-    /// Create the environment (both copies) if it does not exist.
+    /// Create the environment (both copies, and the directory) if it does
+    /// not exist.
     Create,
+    /// Repair a damaged environment: rewrite both copies with the values
+    /// GRUB reads. When GRUB reads neither copy, keep both as
+    /// FILE.broken-TIME and write a new, empty environment (the next check
+    /// then starts again from the booted snapshot).
+    Recover,
+    /// Print where the environment is: `file PATH` or `env-block DEVICE`
+    /// (GRUB's snippet asks this when grub-mkconfig runs).
+    Path,
 }
 
-/// The store for `--file`, or the configured default under the root.
-pub fn store_for(root: &Root, file: Option<PathBuf>, configured: Option<&str>) -> Store {
-    let path = file.unwrap_or_else(|| root.join(configured.unwrap_or(paths::DEFAULT_GRUBENV)));
-    Store::for_file(path)
+/// The store for `--file`, or the one the configuration names.
+fn store_for(root: &Root, file: Option<PathBuf>) -> anyhow::Result<Store> {
+    match file {
+        Some(f) => Ok(Store::for_file(f)),
+        None => env_store(root, &LoadedConfig::load(root).required()?),
+    }
 }
 
 pub fn run(root: &Root, args: BootenvArgs) -> anyhow::Result<Code> {
-    let store = store_for(root, args.file, None);
+    let store = store_for(root, args.file)?;
     let primary = store.primary().to_string();
     match args.action {
         BootenvAction::List => {
@@ -83,6 +99,7 @@ pub fn run(root: &Root, args: BootenvArgs) -> anyhow::Result<Code> {
                     }
                     Ok(())
                 })
+                .map_err(with_advice)
                 .with_context(|| format!("writing boot environment {primary}"))
                 .code(Code::BootEnv)?;
         }
@@ -94,30 +111,95 @@ pub fn run(root: &Root, args: BootenvArgs) -> anyhow::Result<Code> {
                     }
                     Ok(())
                 })
+                .map_err(with_advice)
                 .with_context(|| format!("writing boot environment {primary}"))
                 .code(Code::BootEnv)?;
         }
         BootenvAction::Create => {
             let loaded = load(&store)?;
             if loaded.source == grub_env::Source::Neither {
+                if let Location::File(path) = store.primary() {
+                    create_parent(path)
+                        .with_context(|| format!("creating boot environment {primary}"))
+                        .code(Code::BootEnv)?;
+                }
                 store
                     .update(|_| Ok(()))
                     .with_context(|| format!("creating boot environment {primary}"))
                     .code(Code::BootEnv)?;
             }
         }
+        BootenvAction::Recover => {
+            let done = store
+                .recover(&broken_stamp(crate::state::unix_now()))
+                .with_context(|| format!("recovering boot environment {primary}"))
+                .code(Code::BootEnv)?;
+            if done.is_empty() {
+                println!("{primary}: both copies are sound, nothing to do");
+            }
+            for line in done {
+                println!("{line}");
+            }
+        }
+        BootenvAction::Path => match store.primary() {
+            Location::File(p) => println!("file {}", p.display()),
+            Location::Block { path, .. } => println!("env-block {}", path.display()),
+        },
     }
     Ok(Code::Ok)
 }
 
-/// Load, reporting skipped copies on standard error.
+/// Load, reporting damaged copies on standard error.
 fn load(store: &Store) -> anyhow::Result<grub_env::Loaded> {
     let loaded = store
         .load()
+        .map_err(with_advice)
         .with_context(|| format!("reading boot environment {}", store.primary()))
         .code(Code::BootEnv)?;
     for p in &loaded.problems {
-        tracing::warn!("boot environment: skipped {p}");
+        tracing::warn!("boot environment: {p} (`health-checker bootenv recover` repairs it)");
     }
     Ok(loaded)
+}
+
+/// Create the directories missing above `file` (mode 0755), each made
+/// durable by an fsync of its parent. Refused on btrfs, where GRUB cannot
+/// write: there a missing directory means the EFI system partition (or
+/// `/boot`) is not mounted, and the environment would land on the root.
+fn create_parent(file: &Path) -> anyhow::Result<()> {
+    let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    let mut missing = Vec::new();
+    let mut existing = dir;
+    while !existing.exists() {
+        missing.push(existing);
+        existing = match existing.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let fs = nix::sys::statfs::statfs(existing)
+        .with_context(|| format!("checking the file system of {}", existing.display()))?;
+    if fs.filesystem_type() == nix::sys::statfs::BTRFS_SUPER_MAGIC {
+        anyhow::bail!(
+            "{} does not exist and {} is on btrfs, where GRUB cannot write: \
+             is the EFI system partition mounted? (or set [bootenv] path)",
+            dir.display(),
+            existing.display()
+        );
+    }
+    for d in missing.into_iter().rev() {
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(d)
+            .with_context(|| format!("creating directory {}", d.display()))?;
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::fsutil::sync_dir(parent)?;
+        }
+    }
+    Ok(())
 }

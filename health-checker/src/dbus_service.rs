@@ -16,8 +16,9 @@ use zbus::blocking::Connection;
 use zbus::fdo::{self, RequestNameFlags};
 use zbus::object_server::SignalEmitter;
 
-use crate::actions::dbus::{connect_address, connect_system, HC_INTERFACE};
+use crate::actions::dbus::HC_INTERFACE;
 pub use crate::actions::dbus::{HC_NAME, HC_PATH};
+use crate::systemd::{connect_address, connect_system};
 
 /// Something that produces a JSON document on demand (the status, the last
 /// verdict). Called on every request: the answer is always current.
@@ -278,7 +279,7 @@ pub fn fetch_status(
     };
     let conn = match conn {
         Ok(c) => c,
-        Err(e) if crate::actions::dbus::is_absent(&e) => return Ok(None),
+        Err(e) if crate::systemd::is_absent(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
     let dbus =

@@ -20,6 +20,9 @@ pub enum Code {
     Snapshot = 5,
     /// Any other runtime error (I/O, D-Bus, ...).
     Runtime = 6,
+    /// A command that acts on the boot (`check`) was run by a user who is
+    /// not root; nothing was run.
+    NotRoot = 7,
 }
 
 impl From<Code> for std::process::ExitCode {

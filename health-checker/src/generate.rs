@@ -27,7 +27,8 @@ const EXIT_STATUS: &str = "\
 3: configuration error.
 4: boot environment error.
 5: snapshot (btrfs) error.
-6: any other runtime error (I/O, D-Bus).";
+6: any other runtime error (I/O, D-Bus).
+7: check was run by a user who is not root; nothing was run.";
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<Code> {
     if let Some(dir) = &args.man {

@@ -18,7 +18,7 @@ pub mod message_id {
 /// Library messages that are expected and say nothing to an admin: zbus
 /// warns on every connection to systemd's private socket that file
 /// descriptor passing was declined (our relay declines it on purpose; see
-/// `actions::private_socket`).
+/// `systemd::private_socket`).
 const QUIET: &str = "zbus::connection::handshake=error";
 
 /// Set up logging. `verbose` counts `-v` flags.
@@ -31,8 +31,13 @@ pub fn init(verbose: u8) {
     };
     let filter = EnvFilter::try_from_env("HEALTH_CHECKER_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{level},{QUIET}")));
+    // Colour only for a person at a terminal, never with NO_COLOR set: the
+    // serial console and the journal get plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .without_time()
         .with_filter(filter);

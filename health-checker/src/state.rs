@@ -1,15 +1,19 @@
 //! `/var/lib/health-checker/state.json`: whether the system is in degraded
 //! mode and why, the last result of every probe, and what the phases of the
 //! current boot decided (so the late phase knows whether the early phase of
-//! the same boot failed). Rewritten atomically.
+//! the same boot failed). Rewritten atomically. Versioned: fields this
+//! version does not know are kept when it rewrites the file, and a file it
+//! cannot interpret is left as it is (docs/design.md, "State outside the
+//! snapshots").
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::fsutil::{self, Loaded};
+use crate::fsutil::{self, FormatVersion, Loaded};
 use crate::paths::{Root, STATE_DIR};
 use crate::snapshots::SnapshotRef;
 use crate::verdict::{Outcome, Phase, PhaseReport, Severity, Verdict};
@@ -24,6 +28,9 @@ pub struct Degraded {
     pub reason: String,
     /// The snapshot that was booted.
     pub snapshot: SnapshotRef,
+    /// Fields written by a newer version, kept as they are.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// The last result of one probe.
@@ -36,6 +43,9 @@ pub struct LastProbe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub snapshot: SnapshotRef,
+    /// Fields written by a newer version, kept as they are.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// The verdicts of the phases of one boot.
@@ -47,12 +57,33 @@ pub struct BootRecord {
     pub early: Option<Verdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late: Option<Verdict>,
+    /// Fields written by a newer version, kept as they are.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// The last write of the boot environment failed (a full or read-only
+/// ESP); cleared by the next write that succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvFailure {
+    /// When (seconds since the epoch, UTC).
+    pub time: u64,
+    /// The error, with the file.
+    pub error: String,
+    /// What the write was for: the decision, in words.
+    pub during: String,
+    /// Fields written by a newer version, kept as they are.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 /// The content of `state.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct State {
+    /// The format the file was written in (absent before the field
+    /// existed: 1.0). Saved as the newer of this and the program's own.
+    #[serde(default)]
+    pub format_version: FormatVersion,
     /// Set while the system is in degraded mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub degraded: Option<Degraded>,
@@ -62,6 +93,12 @@ pub struct State {
     /// The phases of the most recent boot that ran a check.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot: Option<BootRecord>,
+    /// Set while the last write of the boot environment by a check failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_env_failure: Option<EnvFailure>,
+    /// Fields written by a newer version, kept as they are.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
 }
 
 impl State {
@@ -81,6 +118,7 @@ impl State {
                 boot_id: boot_id.to_owned(),
                 early: None,
                 late: None,
+                extra: BTreeMap::new(),
             }),
         };
         match report.phase {
@@ -97,6 +135,7 @@ impl State {
                     result: p.result,
                     reason: p.reason.clone(),
                     snapshot: snapshot.clone(),
+                    extra: BTreeMap::new(),
                 },
             );
         }
@@ -108,6 +147,17 @@ impl State {
             .as_ref()
             .filter(|b| b.boot_id == boot_id)
             .and_then(|b| b.early)
+    }
+}
+
+/// What the `state_json` fuzz target checks of any bytes: reading never
+/// panics, and what is read is written so that it reads back the same,
+/// every unknown field included. Its seed corpus runs in `cargo test`.
+pub fn fuzz_read_write(data: &[u8]) {
+    if let Ok(state) = fsutil::parse_json::<State>(data) {
+        let bytes = serde_json::to_vec(&state).expect("a state serialises");
+        let again: State = fsutil::parse_json(&bytes).expect("a written state reads back");
+        assert_eq!(again, state);
     }
 }
 
@@ -133,6 +183,7 @@ pub fn unix_now() -> u64 {
 #[derive(Debug, Clone)]
 pub struct StateFile {
     path: PathBuf,
+    lock: PathBuf,
 }
 
 impl StateFile {
@@ -140,12 +191,17 @@ impl StateFile {
     pub fn new(root: &Root) -> Self {
         StateFile {
             path: root.join(STATE_DIR).join("state.json"),
+            lock: root.join(fsutil::LOCK_PATH),
         }
     }
 
-    /// A state file at an explicit path.
+    /// A state file at an explicit path (locked beside it).
     pub fn at(path: impl Into<PathBuf>) -> Self {
-        StateFile { path: path.into() }
+        let path = path.into();
+        StateFile {
+            lock: crate::history::lock_beside(&path),
+            path,
+        }
     }
 
     /// Where the file is.
@@ -153,23 +209,33 @@ impl StateFile {
         &self.path
     }
 
-    /// Take the lock that serialises read-modify-write cycles of this file
-    /// between processes; hold it from [`StateFile::load`] to the last
-    /// [`StateFile::save`].
+    /// Take the lock that serialises read-decide-write cycles of this file,
+    /// the history beside it and the boot environment between processes;
+    /// hold it from before the boot environment is read to the last write.
     pub fn lock(&self) -> Result<fsutil::Lock> {
-        fsutil::Lock::acquire(&crate::history::lock_path(&self.path))
+        fsutil::Lock::acquire(&self.lock, fsutil::LOCK_WAIT)
     }
 
-    /// Read the state. With `repair`, a corrupt file is moved aside to
-    /// `state.json.corrupt-<now>`; without, it is left in place. Either way
-    /// it is reported in [`Loaded::corrupt`] and the default state returned.
-    pub fn load(&self, repair: bool, now: u64) -> Result<Loaded<State>> {
-        fsutil::read_json(&self.path, repair, now)
+    /// Read the state, changing nothing. A file this version cannot
+    /// interpret is reported in [`Loaded::unusable`] (with the default
+    /// state as the value) and must not be saved over.
+    pub fn load(&self) -> Result<Loaded<State>> {
+        fsutil::read_json(&self.path)
     }
 
-    /// Replace the state atomically.
+    /// Replace the state atomically, in the newer of the format it was read
+    /// in and this program's.
     pub fn save(&self, state: &State) -> Result<()> {
-        let mut json = serde_json::to_vec_pretty(state)?;
+        let mut state = state.clone();
+        state.format_version = state.format_version.max(FormatVersion::CURRENT);
+        if cfg!(feature = "future-state-fixture") {
+            // What a future release writes (tests of downgrades).
+            state.extra.insert(
+                "future_field".into(),
+                Value::from("written by a future release"),
+            );
+        }
+        let mut json = serde_json::to_vec_pretty(&state)?;
         json.push(b'\n');
         fsutil::atomic_write(&self.path, &json)
     }
@@ -205,12 +271,13 @@ mod tests {
     fn save_and_load_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let f = StateFile::new(&Root::new(dir.path()));
-        assert_eq!(f.load(true, 1).unwrap().value, State::default());
+        assert_eq!(f.load().unwrap().value, State::default());
         let mut s = State {
             degraded: Some(Degraded {
                 since: 5,
                 reason: "known-good failed twice".into(),
                 snapshot: snap(),
+                extra: BTreeMap::new(),
             }),
             ..State::default()
         };
@@ -223,7 +290,15 @@ mod tests {
         );
         f.save(&s).unwrap();
         assert!(f.path().ends_with("var/lib/health-checker/state.json"));
-        assert_eq!(f.load(true, 1).unwrap().value, s);
+        let back = f.load().unwrap().value;
+        assert_eq!(back.format_version, FormatVersion::CURRENT);
+        assert_eq!(
+            State {
+                format_version: s.format_version,
+                ..back
+            },
+            s
+        );
     }
 
     #[test]
@@ -269,25 +344,40 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_state_is_moved_aside() {
+    fn a_state_that_cannot_be_interpreted_is_left_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
         let f = StateFile::at(dir.path().join("state.json"));
         std::fs::write(f.path(), b"{\"degraded\": 3}").unwrap();
-        let l = f.load(false, 42).unwrap();
-        assert!(l.corrupt.is_some());
-        assert!(f.path().exists(), "a read-only look changes nothing");
-        let l = f.load(true, 42).unwrap();
-        let c = l.corrupt.unwrap();
-        assert!(c.to_string().contains("state.json"));
-        assert!(dir.path().join("state.json.corrupt-42").exists());
-        assert!(!f.path().exists());
+        let u = f.load().unwrap().unusable.expect("reported");
+        assert!(u.to_string().contains("state.json"), "{u}");
+        assert_eq!(std::fs::read(f.path()).unwrap(), b"{\"degraded\": 3}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
-    fn unknown_fields_are_corruption_not_ignored() {
+    fn unknown_fields_are_kept_at_every_level() {
         let dir = tempfile::tempdir().unwrap();
         let f = StateFile::at(dir.path().join("state.json"));
-        std::fs::write(f.path(), b"{\"degarded\": null}").unwrap();
-        assert!(f.load(false, 1).unwrap().corrupt.is_some());
+        let stored = serde_json::json!({
+            "format_version": "1.3",
+            "degraded": {"since": 5, "reason": "r", "snapshot": {"id": 256, "path": "@/.snapshots/1/snapshot"},
+                         "ticket": 42},
+            "probes": {},
+            "boot": {"boot_id": "b1", "early": "pass", "kernel": "6.1"},
+            "maintenance_window": {"from": "02:00"},
+        });
+        std::fs::write(f.path(), serde_json::to_vec(&stored).unwrap()).unwrap();
+        let l = f.load().unwrap();
+        assert!(l.unusable.is_none());
+        let s = l.value;
+        assert_eq!(
+            s.degraded.as_ref().unwrap().reason,
+            "r",
+            "degraded mode survives"
+        );
+        assert_eq!(s.early_verdict("b1"), Some(Verdict::Pass));
+        f.save(&s).unwrap();
+        let back: Value = serde_json::from_slice(&std::fs::read(f.path()).unwrap()).unwrap();
+        assert_eq!(back, stored, "nothing lost, the newer format kept");
     }
 }

@@ -271,6 +271,63 @@ fn insecure_hooks_are_refused_with_a_message_naming_them() {
 }
 
 #[test]
+fn what_a_hook_leaves_running_is_killed_like_what_a_probe_leaves() {
+    let bus = PrivateBus::start();
+    let t = TestRoot::new();
+    let (left, escaped) = (t.path("left.pid"), t.path("escaped.pid"));
+    t.hook(
+        "10-leaves",
+        &format!(
+            "sleep 1000 >/dev/null 2>&1 &\necho $! > {}\n\
+             setsid -f sh -c 'echo $$ > {e}.tmp && mv {e}.tmp {e}; exec sleep 1000' \
+             >/dev/null 2>&1\nwhile [ ! -s {e} ]; do sleep 0.01; done\nexit 0",
+            left.display(),
+            e = escaped.display()
+        ),
+        0o755,
+    );
+    t.actions(settings(&bus, None)).alert(&degraded()).unwrap();
+    for pidfile in [&left, &escaped] {
+        let pid = read_pid(pidfile);
+        if !ended_within(pid, Duration::from_secs(3)) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("process {pid} from {} outlived its hook", pidfile.display());
+        }
+    }
+}
+
+#[test]
+fn a_hook_reached_through_a_users_symlink_is_refused() {
+    let bus = PrivateBus::start();
+    let t = TestRoot::new();
+    let (uid, _) = common::user::ordinary_user();
+    let shared = common::user::sticky_dir(t.dir.path(), "shared");
+    let ran = t.path("ran");
+    let real = t.path("real-hook");
+    std::fs::write(&real, format!("#!/bin/sh\ntouch {}\n", ran.display())).unwrap();
+    set_mode(&real, 0o755);
+    let link = shared.join("hook");
+    common::user::sh_as_user(&format!("ln -s {} {}", real.display(), link.display()));
+    std::os::unix::fs::symlink(&link, t.hooks().join("10-page")).unwrap();
+
+    let err = failures(
+        t.actions(settings(&bus, None))
+            .alert(&degraded())
+            .unwrap_err(),
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("refusing symlink {}", link.display()))
+            && text.contains(&format!("owned by uid {uid}, not root")),
+        "{text}"
+    );
+    assert!(!ran.exists(), "the hook ran through the user's link");
+}
+
+#[test]
 fn an_insecure_hook_directory_runs_nothing() {
     let bus = PrivateBus::start();
     let t = TestRoot::new();
@@ -635,10 +692,10 @@ fn systemd_is_reached_directly_on_its_private_socket() {
         drop(conn);
     });
 
-    let conn = health_checker::actions::dbus::connect_direct(&socket).unwrap();
-    let job =
-        health_checker::actions::dbus::start_unit(&conn, "reboot.target", "replace-irreversibly")
-            .unwrap();
+    let conn = health_checker::systemd::connect_direct(&socket).unwrap();
+    let job = health_checker::systemd::Systemd::from_connection(conn)
+        .start_unit("reboot.target", "replace-irreversibly")
+        .unwrap();
     assert_eq!(job.as_str(), "/org/freedesktop/systemd1/job/1");
     assert_eq!(
         calls(&c),

@@ -194,3 +194,156 @@ fn an_unreadable_configuration_fails_the_phase() {
         "never promoted\n{out}"
     );
 }
+
+const ENV_FILE: &str = "boot/efi/EFI/health-checker/grubenv";
+
+/// GRUB's boot: it counted an attempt into the primary (`save_env`), and a
+/// byte of the primary's padding was then damaged. Stock GRUB and
+/// `grub-editenv list` still read this primary.
+fn grub_counted_then_padding_damaged(m: &Machine) -> Vec<u8> {
+    let path = m.root.join(ENV_FILE);
+    let mut env = grub_env::Env::parse(&std::fs::read(&path).unwrap()).unwrap();
+    env.set("hc_tries", "1").unwrap();
+    env.set("hc_booted", "trial").unwrap();
+    let mut bytes = env.to_bytes().unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] = b'x';
+    std::fs::write(&path, &bytes).unwrap();
+    bytes
+}
+
+#[test]
+fn a_damaged_primary_grub_reads_is_read_shown_and_repaired_by_the_next_check() {
+    let m = machine(0);
+    let damaged = grub_counted_then_padding_damaged(&m);
+
+    // status (JSON and text) shows what GRUB read, and the damage.
+    let st = hc(&m.root, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("JSON on stdout");
+    assert_eq!(
+        v["boot_environment"]["attempts_left"],
+        1,
+        "GRUB's count\n{}",
+        text(&st)
+    );
+    let damage = v["boot_environment"]["damage"].to_string();
+    assert!(damage.contains("padding"), "{v:#}");
+    let st = text(&hc(&m.root, &["status"]));
+    assert!(st.contains("padding") && st.contains("repair"), "{st}");
+
+    // The early phase changes nothing in the state, but repairs the copy.
+    let early = hc(&m.root, &["check", "--phase", "early"]);
+    assert_eq!(early.status.code(), Some(0), "{}", text(&early));
+    assert!(
+        text(&early).contains("repaired the boot environment"),
+        "{}",
+        text(&early)
+    );
+    let primary = std::fs::read(m.root.join(ENV_FILE)).unwrap();
+    assert!(grub_env::Env::parse(&primary).is_ok(), "repaired");
+    assert_eq!(
+        env(&m, "hc_tries").as_deref(),
+        Some("1"),
+        "GRUB's count kept"
+    );
+    let kept: Vec<_> = std::fs::read_dir(m.root.join("boot/efi/EFI/health-checker"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("grubenv.broken-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let kept = m.root.join("boot/efi/EFI/health-checker").join(&kept[0]);
+    assert_eq!(std::fs::read(kept).unwrap(), damaged);
+    let v: serde_json::Value =
+        serde_json::from_slice(&hc(&m.root, &["status", "--json"]).stdout).unwrap();
+    assert_eq!(
+        v["boot_environment"]["damage"],
+        serde_json::json!([]),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn with_both_copies_unreadable_check_json_is_no_pass_and_recover_is_the_way_out() {
+    let m = machine(0);
+    for f in [ENV_FILE.to_string(), format!("{ENV_FILE}.bak")] {
+        std::fs::write(m.root.join(f), b"torn").unwrap();
+    }
+    let out = hc(&m.root, &["check", "--phase", "early", "--json"]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_ne!(v["verdict"], "pass", "{v:#}");
+    assert!(text(&out).contains("bootenv recover"), "{}", text(&out));
+    // set and create refuse, naming the way out.
+    for args in [&["bootenv", "set", "a=1"][..], &["bootenv", "create"]] {
+        let o = hc(&m.root, args);
+        assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+        assert!(text(&o).contains("bootenv recover"), "{}", text(&o));
+    }
+    let rec = hc(&m.root, &["bootenv", "recover"]);
+    assert_eq!(rec.status.code(), Some(0), "{}", text(&rec));
+    assert!(text(&rec).contains("grubenv.broken-"), "{}", text(&rec));
+    assert_eq!(env(&m, "hc_trial"), None);
+    let set = hc(&m.root, &["bootenv", "set", "a=1"]);
+    assert_eq!(set.status.code(), Some(0), "{}", text(&set));
+}
+
+#[test]
+fn the_env_block_device_defaults_to_the_root_file_systems() {
+    let m = machine(0);
+    std::fs::write(
+        m.root.join("etc/health-checker/config.toml"),
+        "[bootenv]\nlocation = \"env-block\"\n",
+    )
+    .unwrap();
+    let out = hc(&m.root, &["bootenv", "path"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let root = std::fs::canonicalize(&m.root).unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(root.to_str().unwrap()))
+        .expect("the image's root is mounted");
+    let source = line.split(" - ").nth(1).unwrap().split(' ').nth(1).unwrap();
+    assert_eq!(printed, format!("env-block {source}"));
+}
+
+#[test]
+fn a_top_level_default_is_never_armed_and_the_system_is_said_unprotected() {
+    let mut img = BtrfsImage::new();
+    let layout = img.snapper_layout(&[(1, Some("installed"), false)]);
+    let good_id = layout.id(1);
+    img.write(
+        "@/.snapshots/1/snapshot/etc/health-checker/config.toml",
+        "[boot]\nno_reboot = true\n[degraded]\nwall = false\nmotd = false\n",
+    );
+    std::fs::create_dir_all(img.at_top("@/.snapshots/1/snapshot/boot/efi/EFI/health-checker"))
+        .unwrap();
+    // The default subvolume is the top level (ID 5).
+    img.set_default_cli(5);
+    let root = img.boot(GOOD, false, Some(false));
+    let set = hc(
+        &root,
+        &[
+            "bootenv",
+            "set",
+            &format!("hc_good={GOOD}"),
+            &format!("hc_good_id={good_id}"),
+        ],
+    );
+    assert!(set.status.success(), "{}", text(&set));
+    let out = hc(&root, &["check", "--phase", "early", "--dry-run", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let said = v.to_string();
+    assert!(
+        said.contains("not protected") && said.contains("ID 5"),
+        "{v:#}"
+    );
+    assert!(!said.contains("armed as a trial with"), "{v:#}");
+    let out = hc(&root, &["check", "--phase", "early"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let trial = hc(&root, &["bootenv", "get", "hc_trial"]);
+    assert_eq!(trial.status.code(), Some(1), "no trial: {}", text(&trial));
+}

@@ -1,4 +1,4 @@
-//! The bounds of SPEC.md as properties over random sequences of boots: a
+//! The bounds of `docs/design.md` ("The verdict table") as properties over random sequences of boots: a
 //! small simulator runs GRUB's choice (`grub_choose`), the early and late
 //! phases with random probe results, panics before userspace and hangs until
 //! the deadline, with random configurations and random updates, manual boots
@@ -145,6 +145,7 @@ fn config() -> impl Strategy<Value = EngineConfig> {
         tries,
         good_failure_reboots,
         act_on_manual_boot: act,
+        unreadable: None,
     })
 }
 

@@ -158,7 +158,7 @@ fn unset_get_and_errors() {
     assert_eq!(broken.status.code(), Some(4));
     let stderr = String::from_utf8_lossy(&broken.stderr);
     assert!(
-        stderr.contains(&format!("{f}: block is 18 bytes")),
+        stderr.contains(&format!("{f}: GRUB cannot read it: only 18 bytes")),
         "{stderr}"
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"not an environment");
@@ -175,4 +175,58 @@ fn root_option_resolves_the_default_location() {
         editenv(&esp.join("grubenv"), &["list"]).lines().next(),
         Some("k=v")
     );
+}
+
+#[test]
+fn bootenv_uses_the_configured_location_and_creates_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let etc = dir.path().join("etc/health-checker");
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(
+        etc.join("config.toml"),
+        "[bootenv]\nlocation = \"file\"\npath = \"/boot/grub/hc/grubenv\"\n",
+    )
+    .unwrap();
+    let configured = dir.path().join("boot/grub/hc/grubenv");
+
+    // What the checker reads is what the advice to run `bootenv create`
+    // leads to: the configured file.
+    let status = hc(&["--root", root, "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let err = v["boot_environment"]["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains(configured.to_str().unwrap()) && err.contains("bootenv create"),
+        "{err}"
+    );
+    assert_eq!(
+        ok(hc(&["--root", root, "bootenv", "path"])),
+        format!("file {}\n", configured.display())
+    );
+    // The directory does not exist yet: create makes it.
+    ok(hc(&["--root", root, "bootenv", "create"]));
+    assert!(configured.exists() && dir.path().join("boot/grub/hc/grubenv.bak").exists());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(configured.parent().unwrap())
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o7777, 0o755);
+    ok(hc(&["--root", root, "bootenv", "set", "k=v"]));
+    let listing = editenv(&configured, &["list"]);
+    assert!(listing.contains("\nk=v\n"), "{listing}");
+    assert!(
+        !dir.path().join("boot/efi").exists(),
+        "nothing at the default path"
+    );
+    // The checker now finds it.
+    let status = hc(&["--root", root, "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(v["boot_environment"]["error"].is_null(), "{v:#}");
+
+    // An unreadable configuration is an error naming it, not a guess.
+    std::fs::write(etc.join("config.toml"), "[bootenv]\ntypo = 1\n").unwrap();
+    let bad = hc(&["--root", root, "bootenv", "list"]);
+    assert_eq!(bad.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("typo"));
 }

@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use health_checker::config::{parse_duration, Config};
-use health_checker::probes::builtin::{parse_fstab, parse_mountinfo};
+use health_checker::probes::builtin::parse_fstab;
 use health_checker::probes::manifest;
+use health_checker::snapshots::mountinfo;
 use proptest::prelude::*;
 
 /// Text made of TOML-ish pieces, so the parsers get past the first byte.
@@ -45,7 +46,7 @@ proptest! {
     #[test]
     fn fstab_and_mountinfo(text in "[ -~\t\n\\\\]{0,300}") {
         let _ = parse_fstab(&text);
-        let _ = parse_mountinfo(&text);
+        let _ = mountinfo::parse(&text);
     }
 
     #[test]

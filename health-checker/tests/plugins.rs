@@ -1,6 +1,7 @@
 //! Plugin discovery, override and mask, legacy directories, severities,
 //! the skip code, safety refusals and malformed files, on temporary roots.
 
+mod common;
 mod probe_root;
 
 use std::os::unix::fs::PermissionsExt;
@@ -424,4 +425,324 @@ fn a_relative_exec_program_is_found_beside_the_manifest() {
     let r = t.run(Phase::Late);
     assert_eq!(find(&r, "rel").result, Outcome::Pass, "{r:#?}");
     assert_eq!(find(&r, "rel").output, "args: --quick\n");
+}
+
+// Hostile inputs: a local user against a root-run check. The user is an
+// ordinary account the tests create; what it makes lives in a root-owned
+// sticky directory, as in `/tmp`.
+
+#[test]
+fn a_users_symlink_on_the_way_to_a_program_or_manifest_is_refused() {
+    let (uid, _) = common::user::ordinary_user();
+    let t = TestRoot::new();
+    let shared = common::user::sticky_dir(t.path(), "shared");
+    // The user's link decides what the probe runs: /bin/true today,
+    // /bin/false tomorrow.
+    let link = shared.join("link");
+    common::user::sh_as_user(&format!("ln -s /bin/true {}", link.display()));
+    let dir = t.path().join("usr/lib/health-checker/plugins.d");
+    t.vendor("db", &manifest("early", "required", ""), None);
+    std::os::unix::fs::symlink(&link, dir.join("db")).unwrap();
+    // And a manifest reached through the user's link.
+    let mlink = shared.join("manifest");
+    let real = t.write(
+        "srv/real.toml",
+        &manifest("early", "required", "exec = [\"/bin/true\"]\n"),
+    );
+    common::user::sh_as_user(&format!("ln -s {} {}", real.display(), mlink.display()));
+    std::os::unix::fs::symlink(&mlink, dir.join("web.toml")).unwrap();
+
+    let r = t.run(Phase::Early);
+    for (name, l) in [("db", &link), ("web", &mlink)] {
+        let p = find(&r, name);
+        assert_eq!(p.result, Outcome::Error, "{p:?}");
+        let reason = p.reason.as_deref().unwrap();
+        assert!(
+            reason.starts_with(&format!("refusing symlink {}", l.display()))
+                && reason.ends_with(&format!("owned by uid {uid}, not root")),
+            "{reason}"
+        );
+    }
+    assert_eq!(r.verdict, Verdict::Fail);
+}
+
+#[test]
+fn a_mask_made_by_a_user_does_not_turn_a_required_probe_off() {
+    let (uid, _) = common::user::ordinary_user();
+    let t = TestRoot::new();
+    t.vendor("db", &manifest("early", "required", ""), Some("exit 1"));
+    // A sticky admin directory (as `/tmp` is) is accepted; what a user
+    // puts there is not.
+    let admin = common::user::sticky_dir(t.path(), "etc/health-checker/plugins.d");
+    let mask = admin.join("db.toml");
+    common::user::sh_as_user(&format!("ln -s /dev/null {}", mask.display()));
+    let r = t.run(Phase::Early);
+    let p = find(&r, "db");
+    assert_eq!(p.result, Outcome::Error, "{r:#?}");
+    assert_eq!(
+        p.reason.as_deref(),
+        Some(
+            format!(
+                "refusing symlink {}: owned by uid {uid}, not root",
+                mask.display()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(r.verdict, Verdict::Fail);
+}
+
+#[test]
+fn a_program_a_user_creates_after_discovery_is_not_run_as_root() {
+    common::user::ordinary_user();
+    let t = TestRoot::new();
+    let shared = common::user::sticky_dir(t.path(), "shared");
+    let prog = shared.join("prog");
+    let ran = t.path().join("ran-as");
+    t.vendor(
+        "late-comer",
+        &manifest(
+            "early",
+            "required",
+            &format!("exec = [\"{}\"]\n", prog.display()),
+        ),
+        None,
+    );
+    let config = t.load();
+    let found = discover(&t.root(), &config.probes);
+    assert!(found.broken.is_empty(), "{:#?}", found.broken);
+    // Between discovery and the run, the user creates the program.
+    common::user::sh_as_user(&format!(
+        "printf '#!/bin/sh\\nid -u > {}\\n' > {p} && chmod 755 {p}",
+        ran.display(),
+        p = prog.display()
+    ));
+    let known = found.probes.iter().map(|p| p.name.clone()).collect();
+    let r = health_checker::probes::runner::run_probes(
+        &t.root(),
+        &config,
+        &found.probes,
+        &known,
+        &Default::default(),
+    );
+    assert!(
+        !ran.exists(),
+        "the user's program ran as uid {}",
+        std::fs::read_to_string(&ran).unwrap_or_default()
+    );
+    assert_eq!(r[0].result, Outcome::Error, "{:?}", r[0]);
+    let reason = r[0].reason.as_deref().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "refusing plugin file {}: owned by uid",
+            prog.display()
+        )),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_script_argument_owned_by_a_user_is_refused() {
+    common::user::ordinary_user();
+    let t = TestRoot::new();
+    let shared = common::user::sticky_dir(t.path(), "shared");
+    let script = shared.join("check.sh");
+    let ran = t.path().join("ran");
+    common::user::sh_as_user(&format!(
+        "echo 'touch {}' > {}",
+        ran.display(),
+        script.display()
+    ));
+    t.vendor(
+        "interp",
+        &manifest(
+            "early",
+            "required",
+            &format!("exec = [\"/bin/sh\", \"{}\"]\n", script.display()),
+        ),
+        None,
+    );
+    let r = t.run(Phase::Early);
+    let p = find(&r, "interp");
+    assert!(!ran.exists(), "the user's script ran as root");
+    assert_eq!(p.result, Outcome::Error, "{p:?}");
+    assert!(
+        p.reason.as_deref().unwrap().starts_with(&format!(
+            "refusing plugin file {}: owned by uid",
+            script.display()
+        )),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn editor_and_package_debris_in_plugin_directories_is_skipped() {
+    let t = TestRoot::new();
+    t.vendor("ok", &manifest("late", "required", ""), Some("exit 0"));
+    let dir = t.path().join("usr/lib/health-checker/plugins.d");
+    // An Emacs lock: a dangling symlink named .#NAME.toml.
+    std::os::unix::fs::symlink("root@host.4242:1700000000", dir.join(".#ok.toml")).unwrap();
+    for debris in [
+        ".hidden.toml",
+        "#ok.toml#",
+        "ok.toml~",
+        "old.toml.dpkg-old",
+        "new.toml.dpkg-new",
+        "dist.toml.dpkg-dist",
+        "x.toml.rpmnew",
+        "x.toml.rpmsave",
+        ".ok.toml.swp",
+    ] {
+        t.write(
+            &format!("usr/lib/health-checker/plugins.d/{debris}"),
+            "this is not TOML [",
+        );
+    }
+    t.config("[probes]\ngreenboot_dirs = [\"/etc/greenboot\"]\n");
+    t.script("etc/greenboot/check/required.d/check.sh", "exit 0");
+    t.script("etc/greenboot/check/required.d/check.sh~", "exit 1");
+    t.script("etc/greenboot/check/required.d/.check.sh.swp", "exit 1");
+    t.script("etc/greenboot/check/required.d/check.sh.dpkg-old", "exit 1");
+    let r = t.run(Phase::Late);
+    let names: Vec<&str> = r.probes.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["ok", "check.sh"], "{r:#?}");
+    assert_eq!(r.verdict, Verdict::Pass);
+}
+
+#[test]
+fn a_huge_duration_is_refused_with_file_and_line_and_nothing_hangs() {
+    let t = TestRoot::new();
+    let big = t.vendor(
+        "big",
+        &manifest("early", "required", "timeout = \"18446744073709551615s\"\n"),
+        Some("sleep 1000"),
+    );
+    t.vendor("other", &manifest("early", "required", ""), Some("exit 0"));
+    let root = t.root();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = health_checker::probes::check_phase(&root, Phase::Early, &Default::default());
+        let _ = tx.send(r);
+    });
+    let r = rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the phase did not end");
+    let p = find(&r, "big");
+    assert_eq!(p.result, Outcome::Error, "{p:?}");
+    let reason = p.reason.as_deref().unwrap();
+    assert!(
+        reason.starts_with(&format!("{}:4: ", big.display())) && reason.contains("at most 1 day"),
+        "{reason}"
+    );
+    assert_eq!(find(&r, "other").result, Outcome::Pass);
+
+    // The same value for a setting of the configuration.
+    let file = t.config("[probes]\nkill_grace = \"18446744073709551615s\"\n");
+    let r = t.run(Phase::Early);
+    let reason = find(&r, "configuration").reason.clone().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "cannot read the configuration: {}:2: key `probes.kill_grace`: ",
+            file.display()
+        )) && reason.contains("at most 1 day"),
+        "{reason}"
+    );
+}
+
+/// The binary, as a user runs it.
+fn binary() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_health-checker"));
+    c.env_remove("NO_COLOR").env_remove("HEALTH_CHECKER_LOG");
+    c
+}
+
+#[test]
+fn check_as_a_user_who_is_not_root_is_refused_before_any_probe_runs() {
+    let (uid, _) = common::user::ordinary_user();
+    let t = TestRoot::new();
+    let shared = common::user::sticky_dir(t.path(), "shared");
+    let ran = shared.join("ran");
+    t.vendor(
+        "marker",
+        &manifest("early", "required", ""),
+        Some(&format!("touch {}", ran.display())),
+    );
+    let root = t.path().to_string_lossy().into_owned();
+    let out = common::user::as_user(&[
+        env!("CARGO_BIN_EXE_health-checker"),
+        "--root",
+        &root,
+        "check",
+        "--phase",
+        "early",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!ran.exists(), "a probe ran as uid {uid}");
+    assert_eq!(out.status.code(), Some(7), "{stderr}");
+    assert!(stderr.contains("must be run as root"), "{stderr}");
+}
+
+#[test]
+fn probe_output_reaches_the_terminal_harmless_and_without_colour_when_piped() {
+    let t = TestRoot::new();
+    t.vendor(
+        "evil",
+        &manifest("early", "required", ""),
+        Some("printf '\\033]0;pwned\\007\\033[2Jgotcha\\n'; exit 1"),
+    );
+    let root = t.path().to_string_lossy().into_owned();
+    for args in [
+        vec!["check", "--probes-only", "--phase", "early"],
+        vec!["probes", "run", "evil"],
+    ] {
+        let out = binary()
+            .args(["-v", "--root", &root])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}{stderr}");
+        assert!(
+            !stdout.contains(['\x1b', '\x07']),
+            "{args:?} printed raw escapes: {stdout:?}"
+        );
+        assert!(stdout.contains("?]0;pwned??[2Jgotcha"), "{stdout:?}");
+        // Standard error is a pipe here, as on the serial console.
+        assert!(
+            !stderr.contains('\x1b'),
+            "{args:?} coloured a pipe: {stderr:?}"
+        );
+    }
+}
+
+#[test]
+fn status_shows_recorded_probe_reasons_harmless() {
+    let err = serde_json::json!({"error": "not read in this test"});
+    let status: health_checker::commands::status::Status =
+        serde_json::from_value(serde_json::json!({
+            "state": "good",
+            "summary": "all is well",
+            "booted": err, "default": err, "boot_environment": err,
+            "this_boot": err, "history": err, "config": err,
+            "degraded": {
+                "since": 1_700_000_000u64,
+                "snapshot": {"id": 258, "path": "@/.snapshots/1/snapshot"},
+                "reason": "probe db failed: \u{1b}[2Jwiped"
+            },
+            "probes": {"db": {
+                "time": 1_700_000_000u64, "phase": "late", "severity": "required",
+                "result": "fail",
+                "reason": "exited with status 1: \u{1b}]0;pwned\u{7}\u{202e}gotcha",
+                "snapshot": {"id": 258, "path": "@/.snapshots/1/snapshot"}
+            }}
+        }))
+        .expect("a status as `status --json` prints it");
+    let text = health_checker::commands::status_print::text(&status);
+    assert!(
+        !text.contains(['\x1b', '\x07', '\u{202e}']),
+        "raw escapes in status: {text:?}"
+    );
+    assert!(text.contains("?]0;pwned??gotcha"), "{text}");
+    assert!(text.contains("probe db failed: ?[2Jwiped"), "{text}");
 }

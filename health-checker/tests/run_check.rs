@@ -8,14 +8,19 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use anyhow::{anyhow, bail, Result};
-use health_checker::actions::{Actions, Alert, AlertKind};
+use health_checker::actions::{Actions, Alert, AlertKind, DegradedReport};
 use health_checker::engine::{run_check, Action, BootEnv, BootState, CheckOptions, EngineConfig};
 use health_checker::exit::{code_for, Code};
 use health_checker::history::{EventKind, History};
 use health_checker::paths::Root;
+use health_checker::probes::StopAction;
 use health_checker::snapshots::{SnapshotInfo, SnapshotRef, Snapshots};
 use health_checker::state::StateFile;
 use health_checker::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Severity};
+
+mod probe_root;
+
+use probe_root::{manifest, TestRoot};
 
 type Log = Rc<RefCell<Vec<String>>>;
 
@@ -114,17 +119,29 @@ impl Actions for FakeActions {
         let kinds = self
             .history
             .read()
-            .map(|r| r.events.iter().map(|e| e.event.kind).collect())
+            .map(|r| r.known().map(|e| e.event.kind).collect())
             .unwrap_or_default();
         *self.history_at_reboot.borrow_mut() = Some(kinds);
         self.log.borrow_mut().push("reboot".into());
         Ok(())
     }
-    fn stop_units(&self, units: &[String]) -> Result<()> {
-        self.log
-            .borrow_mut()
-            .push(format!("stop {}", units.join(" ")));
-        Ok(())
+    fn enter_degraded(&self, stop_actions: &[StopAction], units: &[String]) -> DegradedReport {
+        let mut results = Vec::new();
+        for a in stop_actions {
+            self.log
+                .borrow_mut()
+                .push(format!("stop-action {}", a.name));
+            results.push(a.run());
+        }
+        if !units.is_empty() {
+            self.log
+                .borrow_mut()
+                .push(format!("stop {}", units.join(" ")));
+        }
+        DegradedReport {
+            stop_actions: results,
+            units: Ok(()),
+        }
     }
     fn alert(&self, alert: &Alert) -> Result<()> {
         self.log
@@ -154,6 +171,7 @@ struct World {
     history: History,
     state: StateFile,
     config: EngineConfig,
+    stop_actions: Vec<StopAction>,
     stop: Vec<String>,
 }
 
@@ -195,6 +213,7 @@ impl World {
             history,
             log,
             config: EngineConfig::default(),
+            stop_actions: Vec::new(),
             stop: vec!["app.service".into()],
             _dir: dir,
         }
@@ -214,15 +233,26 @@ impl World {
         report: &PhaseReport,
         dry_run: bool,
     ) -> Result<health_checker::engine::CheckReport> {
+        self.check_acting(env, &self.actions, report, dry_run)
+    }
+
+    fn check_acting(
+        &self,
+        env: &dyn BootEnv,
+        actions: &dyn Actions,
+        report: &PhaseReport,
+        dry_run: bool,
+    ) -> Result<health_checker::engine::CheckReport> {
         run_check(
             env,
             &self.snaps,
-            &self.actions,
+            actions,
             &self.history,
             &self.state,
             &CheckOptions {
                 report,
                 config: &self.config,
+                stop_actions: &self.stop_actions,
                 stop_units: &self.stop,
                 dry_run,
                 now: 1_800_000_000,
@@ -243,8 +273,7 @@ impl World {
         self.history
             .read()
             .unwrap()
-            .events
-            .iter()
+            .known()
             .map(|e| e.event.kind)
             .collect()
     }
@@ -318,7 +347,7 @@ fn failing_trial_goes_back_to_g_records_and_then_reboots() {
         "the journal's SNAPSHOT field names the trial rolled back"
     );
     assert!(r.text().contains("rolling back"), "{}", r.text());
-    let state = w.state.load(false, 0).unwrap().value;
+    let state = w.state.load().unwrap().value;
     assert_eq!(state.probes["app-answers"].result, Outcome::Timeout);
 }
 
@@ -375,7 +404,7 @@ fn failing_g_with_the_budget_spent_degrades_without_reboot() {
     assert!(matches!(r.decision.action, Action::EnterDegraded { .. }));
     assert_eq!(w.log(), ["stop app.service", "alert Degraded"]);
     assert_eq!(*w.snaps.default.borrow(), snap(1), "default untouched");
-    let state = w.state.load(false, 0).unwrap().value;
+    let state = w.state.load().unwrap().value;
     let degraded = state.degraded.expect("degraded recorded");
     assert_eq!(degraded.snapshot, snap(1));
     assert_eq!(w.history_kinds(), [EventKind::Verdict, EventKind::Degraded]);
@@ -384,7 +413,49 @@ fn failing_g_with_the_budget_spent_degrades_without_reboot() {
     let r = w.check(&report(Phase::Late, true), false).unwrap();
     assert!(r.decision.clears_degraded);
     assert_eq!(w.key("hc_good_fails"), None);
-    assert!(w.state.load(false, 0).unwrap().value.degraded.is_none());
+    assert!(w.state.load().unwrap().value.degraded.is_none());
+}
+
+#[test]
+fn degraded_mode_with_the_default_configuration_runs_every_stop_action() {
+    let plugins = TestRoot::new();
+    let mark = plugins.path().join("stopped");
+    plugins.vendor(
+        "app",
+        &manifest(
+            "late",
+            "required",
+            &format!(
+                "exec = [\"/bin/true\"]\nstop = [\"/bin/sh\", \"-c\", \"echo stopping; touch {}\"]\n",
+                mark.display()
+            ),
+        ),
+        None,
+    );
+    let config = health_checker::config::Config::default();
+    assert!(
+        config.degraded.stop_services.is_empty(),
+        "the default stops no services"
+    );
+    let mut keys = G.to_vec();
+    keys.push(("hc_good_fails", "1"));
+    let mut w = World::new(&keys, 1, 1);
+    w.stop = config.degraded.stop_services.clone();
+    w.stop_actions = health_checker::probes::stop_actions(
+        &plugins.root(),
+        &plugins.load(),
+        &health_checker::probes::ProbeContext::default(),
+    );
+    let r = w.check(&report(Phase::Late, false), false).unwrap();
+    assert!(matches!(r.decision.action, Action::EnterDegraded { .. }));
+    assert_eq!(w.log(), ["stop-action app", "alert Degraded"]);
+    assert!(mark.exists(), "the stop action ran");
+    let h = w.history.read().unwrap();
+    let ev = &h.known().last().unwrap().event;
+    assert_eq!(ev.kind, EventKind::Degraded);
+    assert_eq!(ev.probes.len(), 1, "{ev:#?}");
+    assert_eq!(ev.probes[0].result, Outcome::Pass);
+    assert_eq!(ev.probes[0].output, "stopping\n");
 }
 
 #[test]
@@ -492,27 +563,29 @@ fn an_early_failure_keeps_the_late_phase_of_the_same_boot_from_passing() {
     let r = w.check(&report(Phase::Late, true), false).unwrap();
     assert_eq!(r.decision.action, Action::Nothing);
     assert!(!r.decision.clears_degraded);
-    assert!(w.state.load(false, 0).unwrap().value.degraded.is_some());
+    assert!(w.state.load().unwrap().value.degraded.is_some());
     assert_eq!(w.key("hc_good_fails").as_deref(), Some("1"));
 }
 
 #[test]
-fn a_corrupt_state_file_is_moved_aside_and_the_late_pass_not_trusted() {
+fn a_state_file_that_cannot_be_interpreted_is_left_alone_and_the_late_pass_not_trusted() {
     let w = World::new(&armed_t(), 2, 2);
-    std::fs::create_dir_all(w.state.path().parent().unwrap()).unwrap();
+    let dir = w.state.path().parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
     std::fs::write(w.state.path(), b"{ torn").unwrap();
     let r = w.check(&report(Phase::Late, true), false).unwrap();
     assert_eq!(r.decision.action, Action::Nothing, "not promoted");
     assert!(
-        r.notes.iter().any(|n| n.contains("corrupt")),
+        r.notes.iter().any(|n| n.contains("cannot be interpreted")),
         "{:?}",
         r.notes
     );
-    let aside = w
-        .state
-        .path()
-        .with_file_name("state.json.corrupt-1800000000");
-    assert_eq!(std::fs::read(aside).unwrap(), b"{ torn");
+    assert_eq!(std::fs::read(w.state.path()).unwrap(), b"{ torn");
+    let names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("corrupt")), "{names:?}");
 }
 
 #[test]
@@ -567,4 +640,283 @@ fn a_rollback_through_the_real_grub_environment_store() {
     assert_eq!(after.get("hc_good"), Some("@/.snapshots/1/snapshot"));
     assert_eq!(after.get("saved_entry"), Some("gnulinux"));
     assert_eq!(w.log(), ["set-default 256", "alert Rollback", "reboot"]);
+}
+
+/// The journal entries a check run emits, captured through `tracing` as
+/// the journald layer sees them: every field of every event.
+mod journal {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::{Arc, Mutex};
+
+    use health_checker::actions::{ActionSettings, Bus, SystemActions};
+    use tracing::field::{Field, Visit};
+    use tracing_subscriber::layer::{Context, SubscriberExt};
+    use tracing_subscriber::Layer;
+
+    use super::*;
+
+    type Entry = BTreeMap<String, String>;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<Entry>>>);
+
+    struct Fields<'a>(&'a mut Entry);
+
+    impl Visit for Fields<'_> {
+        fn record_str(&mut self, f: &Field, v: &str) {
+            self.0.insert(f.name().to_string(), v.to_string());
+        }
+        fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
+            self.0.insert(f.name().to_string(), format!("{v:?}"));
+        }
+    }
+
+    impl<S: tracing::Subscriber> Layer<S> for Capture {
+        fn on_event(&self, event: &tracing::Event<'_>, _: Context<'_, S>) {
+            let mut e = Entry::new();
+            event.record(&mut Fields(&mut e));
+            self.0.lock().unwrap().push(e);
+        }
+    }
+
+    /// The catalog's entries: message ID -> the `@FIELD@`s its text uses.
+    fn catalog() -> BTreeMap<String, BTreeSet<String>> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../systemd-units/health-checker.catalog"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut current = None;
+        for line in text.lines() {
+            if let Some(id) = line.strip_prefix("-- ") {
+                current = Some(id.trim().to_string());
+                out.insert(id.trim().to_string(), BTreeSet::new());
+                continue;
+            }
+            let Some(id) = &current else { continue };
+            let parts: Vec<&str> = line.split('@').collect();
+            // Between two `@`: every odd part.
+            for field in parts.iter().skip(1).step_by(2).take(parts.len() / 2) {
+                if !field.is_empty()
+                    && field
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+                {
+                    out.get_mut(id).unwrap().insert(field.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// Run one check with the real actions (no reboot, no motd, no wall, a
+    /// bus nobody listens on) and return the journal entries.
+    fn entries(w: &World, report: &PhaseReport) -> Vec<Entry> {
+        let root = Root::new(w._dir.path());
+        let actions = SystemActions::new(
+            root,
+            ActionSettings {
+                no_reboot: true,
+                motd: false,
+                wall: false,
+                alert_dir: "/nonexistent-alert.d".into(),
+                bus: Bus::Address(format!(
+                    "unix:path={}",
+                    w._dir.path().join("no-bus").display()
+                )),
+                ..ActionSettings::default()
+            },
+        );
+        let capture = Capture::default();
+        let subscriber = tracing_subscriber::registry().with(capture.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            // The D-Bus signal fails (nobody listens): that is reported in
+            // the result, not in question here.
+            let _ = w.check_acting(&w.env, &actions, report, false);
+        });
+        let v = capture.0.lock().unwrap().clone();
+        v
+    }
+
+    #[test]
+    fn every_event_carries_the_fields_its_catalog_entry_promises_once() {
+        let catalog = catalog();
+        assert_eq!(catalog.len(), 5, "{catalog:?}");
+        let mut fallback = G.to_vec();
+        fallback.push(("hc_fallback", "@/.snapshots/2/snapshot"));
+        let mut spent = G.to_vec();
+        spent.push(("hc_good_fails", "1"));
+        let runs: Vec<(&str, World, PhaseReport)> = vec![
+            (
+                "promotion",
+                World::new(&armed_t(), 2, 2),
+                report(Phase::Late, true),
+            ),
+            (
+                "rollback",
+                World::new(&armed_t(), 2, 2),
+                report(Phase::Late, false),
+            ),
+            (
+                "degraded",
+                World::new(&spent, 1, 1),
+                report(Phase::Late, false),
+            ),
+            (
+                "fall-back",
+                World::new(&fallback, 1, 1),
+                report(Phase::Late, true),
+            ),
+            (
+                "early pass",
+                World::new(&armed_t(), 2, 2),
+                report(Phase::Early, true),
+            ),
+        ];
+        let mut seen = BTreeSet::new();
+        for (name, mut w, r) in runs {
+            w.stop.clear();
+            let entries = entries(&w, &r);
+            let mut ids = BTreeMap::<String, usize>::new();
+            for e in &entries {
+                let Some(id) = e.get("MESSAGE_ID") else {
+                    continue;
+                };
+                *ids.entry(id.clone()).or_default() += 1;
+                let promised = catalog
+                    .get(id)
+                    .unwrap_or_else(|| panic!("{name}: message ID {id} is not in the catalog"));
+                for field in promised {
+                    let value = e.get(field).map(String::as_str).unwrap_or("");
+                    assert!(
+                        !value.is_empty(),
+                        "{name}: the entry {id} lacks {field}, which the catalog promises: {e:#?}"
+                    );
+                }
+                seen.insert(id.clone());
+            }
+            for (id, n) in ids {
+                assert_eq!(n, 1, "{name}: {id} logged {n} times: {entries:#?}");
+            }
+        }
+        let never: Vec<&String> = catalog.keys().filter(|id| !seen.contains(*id)).collect();
+        assert!(never.is_empty(), "never emitted: {never:?}");
+    }
+}
+
+/// The history file's entries as JSON.
+fn history_json(w: &World) -> Vec<serde_json::Value> {
+    let bytes = std::fs::read(w.history.path()).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[test]
+fn a_full_esp_still_rolls_back_records_and_alerts_a_failed_trial() {
+    let mut w = World::new(&armed_t(), 2, 2);
+    w.env.fail_store = true;
+    let err = w.check(&report(Phase::Late, false), false).unwrap_err();
+    assert_eq!(code_for(&err), Code::BootEnv);
+    let msg = format!("{err:#}");
+    assert!(msg.contains("no space left"), "{msg}");
+    // The default already names G, and GRUB's count of the trial's
+    // attempts bounds how often it comes back: the reboot is safe.
+    assert_eq!(
+        w.log(),
+        ["set-default 256", "alert Rollback", "reboot"],
+        "{msg}"
+    );
+    assert_eq!(
+        w.key("hc_trial").as_deref(),
+        Some("@/.snapshots/2/snapshot")
+    );
+    assert_eq!(w.history_kinds(), [EventKind::Verdict, EventKind::Rollback]);
+    let rollback = &history_json(&w)[1];
+    assert!(
+        rollback["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the boot environment could not be written"),
+        "{rollback:#}"
+    );
+    let failure = w
+        .state
+        .load()
+        .unwrap()
+        .value
+        .boot_env_failure
+        .expect("recorded for status");
+    assert!(failure.error.contains("no space left"), "{failure:?}");
+    assert!(
+        failure.during.contains("GRUB's remaining 2 attempt(s)"),
+        "{failure:?}"
+    );
+
+    // The next write that succeeds clears the mark.
+    w.env.fail_store = false;
+    w.check(&report(Phase::Late, false), false).unwrap();
+    assert!(w.state.load().unwrap().value.boot_env_failure.is_none());
+}
+
+#[test]
+fn a_full_esp_turns_a_retry_reboot_of_the_known_good_into_degraded_mode() {
+    let mut w = World::new(&G, 1, 1);
+    w.env.fail_store = true;
+    let err = w.check(&report(Phase::Late, false), false).unwrap_err();
+    assert_eq!(code_for(&err), Code::BootEnv);
+    // The failure streak cannot be counted, so a reboot could loop.
+    assert_eq!(w.log(), ["stop app.service", "alert Degraded"]);
+    assert_eq!(w.history_kinds(), [EventKind::Verdict, EventKind::Degraded]);
+    let state = w.state.load().unwrap().value;
+    let degraded = state.degraded.expect("degraded mode recorded");
+    assert!(
+        degraded.reason.contains("cannot be written"),
+        "{degraded:?}"
+    );
+    assert!(state.boot_env_failure.is_some());
+}
+
+#[test]
+fn a_check_keeps_unknown_fields_and_degraded_mode_of_a_newer_state_file() {
+    let w = World::new(&G, 1, 1);
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/state/state-future.json");
+    std::fs::create_dir_all(w.state.path().parent().unwrap()).unwrap();
+    std::fs::copy(&fixture, w.state.path()).unwrap();
+    w.check(&report(Phase::Early, true), false).unwrap();
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.state.path()).unwrap()).unwrap();
+    assert_eq!(after["format_version"], "1.1");
+    assert_eq!(after["maintenance"]["window"], "02:00-04:00");
+    assert_eq!(after["degraded"]["acknowledged_by"], "admin");
+    assert_eq!(after["boot"]["boot_id"], "boot-1");
+    assert_eq!(after["probes"]["sshd-active"]["attempts"], 3);
+    assert_eq!(after["probes"]["app-answers"]["result"], "pass");
+}
+
+#[test]
+fn a_check_leaves_a_state_file_of_a_newer_major_format_alone() {
+    let mut keys = G.to_vec();
+    keys.push(("hc_good_fails", "1"));
+    let w = World::new(&keys, 1, 1);
+    let dir = w.state.path().parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let newer = b"{\"format_version\": \"2.0\", \"degraded\": [\"a newer shape\"]}";
+    std::fs::write(w.state.path(), newer).unwrap();
+    let r = w.check(&report(Phase::Late, false), false).unwrap();
+    assert!(matches!(r.decision.action, Action::EnterDegraded { .. }));
+    assert!(
+        r.notes.iter().any(|n| n.contains("format 2.0")),
+        "{:?}",
+        r.notes
+    );
+    assert_eq!(std::fs::read(w.state.path()).unwrap(), newer);
+    // The history and the alert do not depend on it.
+    assert_eq!(w.history_kinds(), [EventKind::Verdict, EventKind::Degraded]);
+    assert!(w.log().contains(&"alert Degraded".to_string()));
+    let names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!names.iter().any(|n| n.contains("corrupt")), "{names:?}");
 }

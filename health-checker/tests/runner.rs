@@ -106,9 +106,13 @@ fn a_process_that_escapes_the_group_and_holds_the_pipe_cannot_stall_the_runner()
     t.vendor(
         "escape",
         &manifest("early", "required", ""),
+        // The probe waits for the PID file (written whole, then renamed)
+        // before it exits: the runner ends what it left behind as soon as
+        // it exits, maybe before the escaped process wrote its PID.
         Some(&format!(
-            "setsid -f sh -c 'echo $$ > {}; exec sleep 30'\necho bye\nexit 0",
-            pidfile.display()
+            "setsid -f sh -c 'echo $$ > {p}.tmp && mv {p}.tmp {p}; exec sleep 30'\n\
+             while [ ! -s {p} ]; do sleep 0.01; done\necho bye\nexit 0",
+            p = pidfile.display()
         )),
     );
     let start = Instant::now();
@@ -135,16 +139,64 @@ fn assert_gone(pid: i32, what: &str) {
 }
 
 #[test]
+fn a_probe_that_moves_into_the_checkers_process_group_is_killed_at_its_timeout() {
+    let perl = common::require::program("perl", "perl-base");
+    let t = TestRoot::new();
+    let pidfile = t.path().join("mover");
+    t.config("[probes]\nkill_grace = \"300ms\"\n");
+    // The probe joins the checker's process group (its parent's), ignores
+    // SIGTERM and drops its environment, so neither the kill of its own
+    // group nor the HC_RUN_ID sweep can reach it.
+    t.vendor(
+        "mover",
+        &manifest("early", "required", "timeout = \"1s\"\n"),
+        Some(&format!(
+            "echo $$ > {p}.tmp && mv {p}.tmp {p}\n\
+             exec {perl} -e 'setpgrp(0, getpgrp(getppid())) or die \"setpgrp: $!\"; \
+             $SIG{{TERM}} = \"IGNORE\"; %ENV = (); exec \"sleep\", \"1000\"'",
+            p = pidfile.display(),
+            perl = perl.display()
+        )),
+    );
+    let root = t.root();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = health_checker::probes::check_phase(&root, Phase::Early, &Default::default());
+        let _ = tx.send(r);
+    });
+    let got = rx.recv_timeout(Duration::from_secs(15));
+    let pid = read_pid(&pidfile);
+    let r = match got {
+        Ok(r) => r,
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("the runner still waited for the probe 15 s after its 1 s timeout");
+        }
+    };
+    let p = find(&r, "mover");
+    assert_eq!(p.result, Outcome::Timeout, "{p:?}");
+    assert_gone(pid, "the probe that moved to the checker's group");
+}
+
+#[test]
 fn a_double_forked_daemon_of_a_timed_out_probe_is_killed() {
     let t = TestRoot::new();
     let pidfile = t.path().join("daemon");
     t.vendor(
         "daemonizer",
-        &manifest("early", "required", "timeout = \"1s\"\n"),
+        &manifest("early", "required", "timeout = \"2s\"\n"),
+        // The probe waits for the daemon's PID file (written whole, then
+        // renamed) before it hangs, so the timeout cannot end the daemon
+        // before it is known.
         Some(&format!(
-            "(setsid sh -c 'trap \"\" TERM; echo $$ > {}; while :; do sleep 1; done' &) \n\
+            "(setsid sh -c 'trap \"\" TERM; echo $$ > {p}.tmp && mv {p}.tmp {p}; \
+             while :; do sleep 1; done' &) \n\
+             while [ ! -s {p} ]; do sleep 0.01; done\n\
              trap '' TERM\nwhile :; do sleep 1; done",
-            pidfile.display()
+            p = pidfile.display()
         )),
     );
     let r = t.run(Phase::Early);
@@ -210,7 +262,14 @@ fn after_orders_probes() {
     t.vendor(
         "d",
         &manifest("late", "required", "after = [\"e\", \"m\"]\n"),
-        Some(&step("d", "0.6")),
+        // d is ordered after nothing of its phase and runs beside a, b and
+        // c; it waits (at most 10 s) until c has written, so the log's order
+        // does not depend on how fast a loaded machine starts b and c.
+        Some(&format!(
+            "i=0; while ! grep -qx c {log} && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done\n\
+             echo d >> {log}",
+            log = log.display()
+        )),
     );
     let r = t.run(Phase::Late);
     assert_eq!(r.verdict, Verdict::Pass, "{r:#?}");

@@ -661,7 +661,7 @@ fn a_passing_late_phase_is_judged_and_shown_with_the_armed_trial() {
         ],
     );
     let ctx = sys.probe_context(ProbeContext::default());
-    let decided = judge(&sys, &report, &ctx, false).unwrap();
+    let decided = judge(&sys, &report, &ctx, false, None).unwrap();
     assert!(!decided.decision.wants_reboot());
     assert_eq!(s.kinds(), ["verdict"]);
 

@@ -490,6 +490,20 @@ vm_env_push() {
     done
 }
 
+# vm_history IMAGE FILE: the checker's history from @/var of IMAGE: its
+# events as one JSON array in FILE (whatever the file's format: a bare array,
+# or an object whose "events" hold them), the file as it was in FILE.raw;
+# an empty array when there is none.
+vm_history() {
+    vm_in_snapshot "$1" @/var 'cat "$S/lib/health-checker/history.json"' >"$2.raw" 2>/dev/null || : >"$2.raw"
+    if [ -s "$2.raw" ]; then
+        jq 'if type == "object" then .events else . end' "$2.raw" >"$2" ||
+            vm_die "the history of $1 is not JSON (kept in $2.raw)"
+    else
+        echo '[]' >"$2"
+    fi
+}
+
 # vm_update IMAGE: what a transactional update tool does: a new snapshot of
 # the default, made the new default. Prints its path. (Whether it is armed
 # as a trial is the caller's business: `vm_env_write ... hc_trial=...`.)

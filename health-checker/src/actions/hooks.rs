@@ -3,22 +3,27 @@
 //! the alert as JSON on standard input and `HC_ALERT` (the kind) and
 //! `HC_ROOT` in its environment. Each has the alert time limit.
 //!
-//! The rules are those of plugins: a hook, or the directory, that is not
-//! owned by root or is writable by group or others is refused (it would let
-//! another user run code as root), with a message naming the file. Files
-//! whose names start with `.` or end in `~`, package managers' leftovers
-//! (`.dpkg-old`, `.rpmnew`, ...), non-executable files and symlinks to
-//! `/dev/null` (the way to mask a vendor hook) are not run.
+//! The rules are those of plugins, checked by the same code
+//! (`probes::safety`): a hook, the directory, or anything on the way to
+//! them (symlinks included) that is not owned by root or is writable by
+//! group or others is refused (it would let another user run code as root),
+//! with a message naming the file; the hook runs from the descriptor that
+//! was checked, under the probes' supervisor. The names plugin directories
+//! skip (hidden files, backups, package managers' leftovers), non-executable
+//! files and symlinks to `/dev/null` (the way to mask a vendor hook) are not
+//! run.
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
-use super::run;
+use super::wall::OUTPUT_LIMIT;
 use crate::paths::Root;
+use crate::probes::discovery::ignored_name;
+use crate::probes::process::{self, RunSpec};
+use crate::probes::safety::{self, Trust};
 
 /// The result of running the hooks: one entry per hook that ran or was
 /// refused, and an error for the directory itself when it could not be used.
@@ -39,15 +44,15 @@ pub fn run_all(
     timeout: Duration,
 ) -> anyhow::Result<HookReport> {
     let dir = root.join(dir);
-    let meta = match std::fs::metadata(&dir) {
-        Ok(m) => m,
+    match std::fs::metadata(&dir) {
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             tracing::debug!("no alert hooks: {} does not exist", dir.display());
             return Ok(HookReport::default());
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
     };
-    check_secure(&dir, &meta, "alert hook directory")?;
+    safety::check_path(&dir, root.dir(), safety::HOOK).map_err(anyhow::Error::msg)?;
 
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("listing {}", dir.display()))?
@@ -61,7 +66,7 @@ pub fn run_all(
         if ignored_name(&path) {
             continue;
         }
-        match prepare(&path) {
+        match prepare(root, &path) {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
@@ -80,21 +85,9 @@ pub fn run_all(
     Ok(report)
 }
 
-/// Names that are never hooks: hidden files, backups, package leftovers.
-fn ignored_name(path: &Path) -> bool {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    name.starts_with('.')
-        || name.ends_with('~')
-        || [".dpkg-", ".rpmnew", ".rpmsave", ".rpmorig", ".ucf-"]
-            .iter()
-            .any(|s| name.contains(s))
-}
-
 /// Whether `path` is a hook to run: `Ok(false)` for what is skipped (masked,
 /// not a file, not executable), an error for a hook refused as insecure.
-fn prepare(path: &Path) -> anyhow::Result<bool> {
+fn prepare(root: &Root, path: &Path) -> anyhow::Result<bool> {
     let link =
         std::fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if link.file_type().is_symlink() {
@@ -115,28 +108,8 @@ fn prepare(path: &Path) -> anyhow::Result<bool> {
         tracing::info!("{} is not executable; not an alert hook", path.display());
         return Ok(false);
     }
-    check_secure(path, &meta, "alert hook")?;
+    safety::check_path(path, root.dir(), safety::HOOK).map_err(anyhow::Error::msg)?;
     Ok(true)
-}
-
-/// Refuse what root does not own or others may write.
-fn check_secure(path: &Path, meta: &std::fs::Metadata, what: &str) -> anyhow::Result<()> {
-    if meta.uid() != 0 {
-        bail!(
-            "refusing {what} {}: owned by uid {}, not root",
-            path.display(),
-            meta.uid()
-        );
-    }
-    let mode = meta.permissions().mode();
-    if mode & 0o022 != 0 {
-        bail!(
-            "refusing {what} {}: writable by group or others (mode {:04o})",
-            path.display(),
-            mode & 0o7777
-        );
-    }
-    Ok(())
 }
 
 fn run_one(
@@ -147,32 +120,28 @@ fn run_one(
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let what = format!("alert hook {}", path.display());
-    let mut cmd = Command::new(path);
-    cmd.env("HC_ALERT", kind).env("HC_ROOT", root.dir());
-    let done = run::run(&mut cmd, json, timeout, &what)?.check(&what)?;
-    for line in done.stdout.lines().chain(done.stderr.lines()) {
+    let argv = [path.to_string_lossy().into_owned()];
+    let env = [
+        ("HC_ALERT".to_string(), kind.to_string()),
+        (
+            "HC_ROOT".to_string(),
+            root.dir().to_string_lossy().into_owned(),
+        ),
+    ];
+    let done = process::run(&RunSpec {
+        argv: &argv,
+        env: &env,
+        timeout,
+        kill_grace: process::KILL_GRACE,
+        output_limit: OUTPUT_LIMIT,
+        input: Some(json),
+        trust: Trust::RootOnly {
+            below: root.dir(),
+            names: safety::HOOK,
+        },
+    });
+    for line in done.output.lines() {
         tracing::info!(HOOK = %path.display(), "{line}");
     }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn leftovers_and_hidden_files_are_not_hooks() {
-        for name in [
-            ".hidden",
-            "mail~",
-            "mail.dpkg-old",
-            "mail.rpmnew",
-            "x.ucf-dist",
-        ] {
-            assert!(ignored_name(Path::new(name)), "{name}");
-        }
-        for name in ["mail", "10-page-oncall", "notify.sh"] {
-            assert!(!ignored_name(Path::new(name)), "{name}");
-        }
-    }
+    done.success(&what)
 }

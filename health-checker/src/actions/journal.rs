@@ -61,32 +61,85 @@ fn detail(alert: &Alert, key: &str, inner: &str) -> String {
     }
 }
 
+/// The probes that failed, from the details' `probes` (a phase's results):
+/// their names, and each name with its reason.
+fn failed_probes(alert: &Alert) -> Option<(String, String)> {
+    let failed: Vec<(&str, &str)> = alert
+        .details
+        .get("probes")?
+        .as_array()?
+        .iter()
+        .filter(|p| !matches!(p["result"].as_str(), Some("pass" | "skip")))
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap_or("?"),
+                p["reason"].as_str().unwrap_or("failed"),
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        return None;
+    }
+    let names = failed
+        .iter()
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let reasons = failed
+        .iter()
+        .map(|(n, r)| format!("{n}: {r}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Some((names, reasons))
+}
+
 /// Log the alert to the journal (through `tracing`; `logging::init` sends
-/// the fields under their own names).
+/// the fields under their own names). The fields are those the journald
+/// catalog names for its message ID: `SNAPSHOT`, `TRIAL` (the trial given
+/// up on or rolled back), `PHASE`, `VERDICT`, `PROBE` (the failed probes),
+/// `REASON`, plus `ALERT` and `HC_DETAILS`.
 pub fn log(alert: &Alert) {
     let id = message_id_of(alert.kind);
     let kind = kind_str(alert.kind);
     let snapshot = snapshot_of(alert);
+    let trial = match alert.kind {
+        AlertKind::Rollback | AlertKind::GrubFallback => Some(snapshot.as_str()),
+        AlertKind::Degraded => None,
+    };
+    let phase = detail(alert, "phase", "phase");
     let verdict = verdict_of(alert);
+    let failed = failed_probes(alert);
+    let probe = failed.as_ref().map(|(names, _)| names.as_str());
+    let reason = match &failed {
+        Some((_, reasons)) => reasons.clone(),
+        None => detail(alert, "action", "reason"),
+    };
+    let reason = if reason.is_empty() {
+        alert.summary.clone()
+    } else {
+        reason
+    };
     let details = alert.details.to_string();
     let summary = &alert.summary;
+    macro_rules! entry {
+        ($level:ident) => {
+            tracing::$level!(
+                MESSAGE_ID = id,
+                ALERT = kind,
+                SNAPSHOT = snapshot.as_str(),
+                TRIAL = trial,
+                PHASE = phase.as_str(),
+                VERDICT = verdict.as_str(),
+                PROBE = probe,
+                REASON = reason.as_str(),
+                HC_DETAILS = details.as_str(),
+                "{summary}"
+            )
+        };
+    }
     match alert.kind {
-        AlertKind::Degraded => tracing::error!(
-            MESSAGE_ID = id,
-            ALERT = kind,
-            SNAPSHOT = snapshot.as_str(),
-            VERDICT = verdict.as_str(),
-            HC_DETAILS = details.as_str(),
-            "{summary}"
-        ),
-        AlertKind::Rollback | AlertKind::GrubFallback => tracing::warn!(
-            MESSAGE_ID = id,
-            ALERT = kind,
-            SNAPSHOT = snapshot.as_str(),
-            VERDICT = verdict.as_str(),
-            HC_DETAILS = details.as_str(),
-            "{summary}"
-        ),
+        AlertKind::Degraded => entry!(error),
+        AlertKind::Rollback | AlertKind::GrubFallback => entry!(warn),
     }
 }
 

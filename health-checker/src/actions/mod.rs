@@ -7,8 +7,6 @@ pub mod dbus;
 pub mod hooks;
 pub mod journal;
 pub mod motd;
-pub mod private_socket;
-pub mod run;
 pub mod settings;
 pub mod system;
 pub mod wall;
@@ -17,6 +15,9 @@ pub use settings::{ActionSettings, Bus};
 pub use system::{AlertFailures, StopFailures, SystemActions};
 
 use serde::{Deserialize, Serialize};
+
+use crate::probes::stop::StopAction;
+use crate::verdict::ProbeResult;
 
 /// Which event an alert reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,13 +45,47 @@ pub struct Alert {
     pub details: serde_json::Value,
 }
 
+/// What entering degraded mode did.
+#[derive(Debug)]
+pub struct DegradedReport {
+    /// Each plugin stop action's result, in the order they ran.
+    pub stop_actions: Vec<ProbeResult>,
+    /// Stopping the configured units: `Ok` when each stopped (or there
+    /// were none).
+    pub units: anyhow::Result<()>,
+}
+
+impl DegradedReport {
+    /// What went wrong, one error per failed part.
+    pub fn problems(&self) -> Vec<anyhow::Error> {
+        let mut out: Vec<anyhow::Error> = self
+            .stop_actions
+            .iter()
+            .filter(|r| r.result.is_failure())
+            .map(|r| {
+                anyhow::anyhow!(
+                    "stop action of {}: {}",
+                    r.name,
+                    r.reason.as_deref().unwrap_or("failed")
+                )
+            })
+            .collect();
+        if let Err(e) = &self.units {
+            out.push(anyhow::anyhow!("{e:#}"));
+        }
+        out
+    }
+}
+
 /// What the engine needs to act on the system.
 pub trait Actions {
     /// Reboot cleanly through systemd (services stop first). Returns once the
     /// reboot is queued; honours the no-reboot switch by logging instead.
     fn reboot(&self, why: &str) -> anyhow::Result<()>;
-    /// Stop these systemd units (degraded mode).
-    fn stop_units(&self, units: &[String]) -> anyhow::Result<()>;
+    /// Enter degraded mode, as one step: run every plugin's stop action
+    /// (each one, whatever the others did), then stop `units` (`[degraded]
+    /// stop_services`, often empty). The report says what each part did.
+    fn enter_degraded(&self, stop_actions: &[StopAction], units: &[String]) -> DegradedReport;
     /// Send an alert to every configured channel. A channel that fails is
     /// reported in the error but does not keep the others from being tried.
     fn alert(&self, alert: &Alert) -> anyhow::Result<()>;

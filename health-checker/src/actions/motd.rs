@@ -8,8 +8,7 @@
 //! the next rollback. An admin who wants a lasting message can copy it to
 //! `/etc/motd.d/` from an alert hook.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 
@@ -34,26 +33,13 @@ pub fn render(alert: &Alert) -> String {
     )
 }
 
-/// `text` without control characters (except newlines and tabs), so that a
-/// summary quoting a probe's output cannot send escape sequences to
-/// terminals.
-pub fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect()
-}
+pub use crate::probes::display::printable;
 
 /// Write the message under `root`, atomically: a reader sees the old file or
 /// the new one, never part of one.
 pub fn write(root: &Root, alert: &Alert) -> anyhow::Result<PathBuf> {
     let path = root.join(MOTD_FILE);
-    write_atomic(&path, render(alert).as_bytes())?;
+    crate::fsutil::atomic_write(&path, render(alert).as_bytes())?;
     Ok(path)
 }
 
@@ -65,45 +51,6 @@ pub fn clear(root: &Root) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
     }
-}
-
-/// Temporary file in the same directory, fsync, rename, fsync of the
-/// directory.
-fn write_atomic(path: &Path, data: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path
-        .parent()
-        .with_context(|| format!("{} has no parent directory", path.display()))?;
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} has no file name", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(data)
-            .and_then(|()| f.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .with_context(|| format!("syncing directory {}", dir.display()))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

@@ -3,18 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Which D-Bus to talk to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bus {
-    /// The machine's own: systemd through the system bus once it is up, and
-    /// before that through its private socket (`/run/systemd/private`,
-    /// there from the first instant of the boot); signals on the system
-    /// bus.
-    System,
-    /// A bus at this D-Bus address (`unix:path=...`), for everything. Tests
-    /// use a private `dbus-daemon`.
-    Address(String),
-}
+pub use crate::systemd::Bus;
 
 /// Settings of [`super::SystemActions`]; the configuration's `[boot]` and
 /// `[degraded]` keys map onto them one to one.

@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 
 use super::settings::{ActionSettings, Bus};
-use super::{dbus, hooks, journal, motd, wall, Actions, Alert};
+use super::{dbus, hooks, journal, motd, wall, Actions, Alert, DegradedReport};
 use crate::paths::Root;
+use crate::probes::StopAction;
+use crate::systemd::{self, Systemd};
+use crate::verdict::{Outcome, ProbeResult};
 
 /// The mode of the reboot job: nothing queued later may cancel it.
 pub const REBOOT_MODE: &str = "replace-irreversibly";
@@ -53,10 +56,28 @@ pub struct StopFailures {
     pub failures: Vec<(String, anyhow::Error)>,
 }
 
+/// A stop action's output and result in the journal, under the probe's
+/// name.
+fn log_stop_action(r: &ProbeResult) {
+    for line in r.output.lines() {
+        tracing::info!(PROBE = %r.name, "{line}");
+    }
+    match (r.result, &r.reason) {
+        (Outcome::Pass, _) => tracing::info!(PROBE = %r.name, "stop action of {} done", r.name),
+        (_, reason) => tracing::warn!(
+            PROBE = %r.name,
+            REASON = reason.as_deref().unwrap_or("failed"),
+            "stop action of {}: {}",
+            r.name,
+            reason.as_deref().unwrap_or("failed")
+        ),
+    }
+}
+
 /// Wait until each of `units` is `inactive` or `failed`, at most `limit`;
 /// returns the units that are not, each with why.
 fn wait_stopped(
-    systemd: &crate::systemd::Systemd,
+    systemd: &Systemd,
     mut units: Vec<String>,
     limit: Duration,
 ) -> Vec<(String, anyhow::Error)> {
@@ -117,6 +138,41 @@ impl SystemActions {
         Ok(())
     }
 
+    /// Stop these systemd units and wait until each is stopped, at most
+    /// `stop_timeout`.
+    pub fn stop_units(&self, units: &[String]) -> anyhow::Result<()> {
+        if units.is_empty() {
+            return Ok(());
+        }
+        self.check_host("stop units of")?;
+        let systemd = Systemd::connect(&self.settings.bus)
+            .with_context(|| format!("cannot ask systemd to stop {}", units.join(", ")))?;
+        let mut failures = Vec::new();
+        let mut queued = Vec::new();
+        for unit in units {
+            match systemd.stop_unit(unit, STOP_MODE) {
+                Ok(job) => {
+                    tracing::info!(UNIT = unit.as_str(), "stop queued as {}", job.as_str());
+                    queued.push(unit.clone());
+                }
+                Err(e) => {
+                    tracing::error!(UNIT = unit.as_str(), "{e:#}");
+                    failures.push((unit.clone(), e));
+                }
+            }
+        }
+        failures.extend(wait_stopped(&systemd, queued, self.settings.stop_timeout));
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(StopFailures {
+                tried: units.len(),
+                failures,
+            }
+            .into())
+        }
+    }
+
     fn signal(&self, alert: &Alert, json: &str) -> anyhow::Result<()> {
         self.emit(
             journal::signal_name(alert.kind),
@@ -129,10 +185,10 @@ impl SystemActions {
     /// not an error (there is nobody to tell).
     fn emit(&self, name: &str, summary: &str, json: &str) -> anyhow::Result<()> {
         let conn = match &self.settings.bus {
-            Bus::Address(a) => dbus::connect_address(a)?,
-            Bus::System => match dbus::connect_system() {
+            Bus::Address(a) => systemd::connect_address(a)?,
+            Bus::System => match systemd::connect_system() {
                 Ok(c) => c,
-                Err(e) if dbus::is_absent(&e) => {
+                Err(e) if systemd::is_absent(&e) => {
                     tracing::info!("no D-Bus system bus here; signal {name} not sent: {e:#}");
                     return Ok(());
                 }
@@ -151,45 +207,32 @@ impl Actions for SystemActions {
         }
         self.check_host("reboot")?;
         tracing::warn!("rebooting: {why}");
-        let conn = dbus::connect_systemd(&self.settings.bus)
-            .context("cannot ask systemd to reboot (not rebooting any other way)")?;
-        let job = dbus::start_unit(&conn, REBOOT_TARGET, REBOOT_MODE)
+        let job = Systemd::connect(&self.settings.bus)
+            .context("cannot ask systemd to reboot (not rebooting any other way)")?
+            .start_unit(REBOOT_TARGET, REBOOT_MODE)
             .context("asking systemd to reboot")?;
         tracing::info!("reboot queued as {}", job.as_str());
         Ok(())
     }
 
-    fn stop_units(&self, units: &[String]) -> anyhow::Result<()> {
-        if units.is_empty() {
-            return Ok(());
-        }
-        self.check_host("stop units of")?;
-        let conn = dbus::connect_systemd(&self.settings.bus)
-            .with_context(|| format!("cannot ask systemd to stop {}", units.join(", ")))?;
-        let mut failures = Vec::new();
-        let mut queued = Vec::new();
-        for unit in units {
-            match dbus::stop_unit(&conn, unit, STOP_MODE) {
-                Ok(job) => {
-                    tracing::info!(UNIT = unit.as_str(), "stop queued as {}", job.as_str());
-                    queued.push(unit.clone());
-                }
-                Err(e) => {
-                    tracing::error!(UNIT = unit.as_str(), "{e:#}");
-                    failures.push((unit.clone(), e));
-                }
-            }
-        }
-        let systemd = crate::systemd::Systemd::from_connection(conn);
-        failures.extend(wait_stopped(&systemd, queued, self.settings.stop_timeout));
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(StopFailures {
-                tried: units.len(),
-                failures,
-            }
-            .into())
+    fn enter_degraded(&self, stop_actions: &[StopAction], units: &[String]) -> DegradedReport {
+        let stop_actions = stop_actions
+            .iter()
+            .map(|a| {
+                let r = a.run();
+                log_stop_action(&r);
+                r
+            })
+            .collect();
+        let units = self.stop_units(units).map_err(|e| {
+            e.context(format!(
+                "stopping units for degraded mode: {}",
+                units.join(" ")
+            ))
+        });
+        DegradedReport {
+            stop_actions,
+            units,
         }
     }
 

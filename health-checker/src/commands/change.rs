@@ -64,21 +64,19 @@ pub fn apply(sys: &System, change: &Change) -> anyhow::Result<Vec<String>> {
     }
 
     let now = unix_now();
-    let mut notes = Vec::new();
+    let notes = Vec::new();
     let mut problems = Vec::new();
     if !change.events.is_empty() {
         let boot_id = current_boot_id().ok();
-        match sys.history.append(&change.events, now, boot_id.as_deref()) {
-            Ok(Some(c)) => notes.push(format!("warning: {c}")),
-            Ok(None) => {}
-            Err(e) => problems.push(format!(
+        if let Err(e) = sys.history.append(&change.events, now, boot_id.as_deref()) {
+            problems.push(format!(
                 "recording the history in {}: {e:#}",
                 sys.history.path().display()
-            )),
+            ));
         }
     }
     if change.clear_degraded {
-        if let Err(e) = clear_degraded(sys, now) {
+        if let Err(e) = clear_degraded(sys) {
             problems.push(format!("leaving degraded mode: {e:#}"));
         }
     }
@@ -94,11 +92,11 @@ pub fn apply(sys: &System, change: &Change) -> anyhow::Result<Vec<String>> {
 }
 
 /// Drop the degraded flag from `state.json`, under its lock.
-fn clear_degraded(sys: &System, now: u64) -> anyhow::Result<()> {
+fn clear_degraded(sys: &System) -> anyhow::Result<()> {
     let _lock = sys.state.lock()?;
-    let loaded = sys.state.load(true, now)?;
-    if let Some(c) = &loaded.corrupt {
-        tracing::warn!("{c}");
+    let loaded = sys.state.load()?;
+    if let Some(u) = loaded.unusable {
+        anyhow::bail!("{u}");
     }
     let mut state = loaded.value;
     if state.degraded.take().is_some() {

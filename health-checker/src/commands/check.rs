@@ -5,7 +5,7 @@
 use anyhow::Context;
 use clap::Args;
 
-use crate::engine::{run_check, CheckOptions, CheckReport};
+use crate::engine::{run_check, CheckOptions, CheckReport, EngineConfig};
 use crate::exit::Code;
 use crate::paths::Root;
 use crate::probes::{self, check_phase, error_result, ProbeContext};
@@ -44,6 +44,19 @@ fn parse_phase(s: &str) -> Result<Phase, String> {
 
 /// Run `check`: exit 0 when the phase passed, 1 when it failed.
 pub fn run(root: &Root, args: &CheckArgs) -> anyhow::Result<Code> {
+    // Judging the boot runs every probe as root and acts on the boot: as
+    // anyone else the probes would run with the wrong rights and the
+    // verdict could not be recorded. `--probes-only` judges nothing.
+    if !args.probes_only && !nix::unistd::geteuid().is_root() {
+        return Err(crate::exit::with_code(
+            Code::NotRoot,
+            anyhow::anyhow!(
+                "check must be run as root (uid {} is not); \
+                 `check --probes-only` runs the probes without judging the boot",
+                nix::unistd::geteuid()
+            ),
+        ));
+    }
     if args.probes_only {
         let report = check_phase(root, args.phase, &args.context.context());
         if args.json {
@@ -74,54 +87,95 @@ pub fn run(root: &Root, args: &CheckArgs) -> anyhow::Result<Code> {
     if !args.json {
         print_report(&report);
     }
-    let judged = judge(&sys, &report, &ctx, args.dry_run);
+    let judged = judge(&sys, &report, &ctx, args.dry_run, loaded.error.as_deref());
     match &judged {
-        Ok(done) if args.json => {
-            let mut v = report_json(&report)?;
-            v["booted"] = serde_json::to_value(&done.booted)?;
-            v["default"] = serde_json::to_value(&done.default)?;
-            v["decision"] = serde_json::to_value(&done.decision)?;
-            v["dry_run"] = done.dry_run.into();
-            v["notes"] = serde_json::to_value(&done.notes)?;
-            println!("{}", serde_json::to_string_pretty(&v)?);
+        _ if args.json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&check_json(&report, &judged)?)?
+            );
         }
         Ok(done) => print!("{}", done.text()),
-        Err(_) if args.json => {
-            println!("{}", serde_json::to_string_pretty(&report_json(&report)?)?);
-        }
         Err(_) => {}
     }
     judged?;
     Ok(verdict_code(&report))
 }
 
+/// `check --json`: the probes' report and what was decided. When the boot
+/// could not be judged (an unreadable boot environment, ...), the command
+/// fails, so the verdict is `"error"` with the reason in `"error"`, never
+/// the probes' `"pass"` beside a failing exit code.
+pub fn check_json(
+    report: &PhaseReport,
+    judged: &anyhow::Result<CheckReport>,
+) -> anyhow::Result<serde_json::Value> {
+    let mut v = report_json(report)?;
+    match judged {
+        Ok(done) => {
+            v["booted"] = serde_json::to_value(&done.booted)?;
+            v["default"] = serde_json::to_value(&done.default)?;
+            v["decision"] = serde_json::to_value(&done.decision)?;
+            v["dry_run"] = done.dry_run.into();
+            v["notes"] = serde_json::to_value(&done.notes)?;
+        }
+        Err(e) => {
+            v["probes_verdict"] = v["verdict"].take();
+            v["verdict"] = "error".into();
+            v["error"] = crate::exit::chain(e).into();
+        }
+    }
+    Ok(v)
+}
+
 /// Judge this boot with a phase's report and act on it (or only explain,
 /// with `dry_run`). The deadline uses it too, with a report of its own.
+/// `config_error`: why the configuration could not be read, if it could not
+/// (`sys` then holds the defaults).
 pub fn judge(
     sys: &System,
     report: &PhaseReport,
     ctx: &ProbeContext,
     dry_run: bool,
+    config_error: Option<&str>,
 ) -> anyhow::Result<CheckReport> {
     let boot_id = current_boot_id().context("identifying this boot")?;
-    let config = engine_config(&sys.config);
-    let actions = sys.check_actions(ctx);
+    let config = EngineConfig {
+        unreadable: config_error.map(str::to_owned),
+        ..engine_config(&sys.config)
+    };
+    let stop_actions = probes::stop_actions(&sys.root, &sys.config, ctx);
     let opts = CheckOptions {
         report,
         config: &config,
+        stop_actions: &stop_actions,
         stop_units: &sys.config.degraded.stop_services,
         dry_run,
         now: unix_now(),
         boot_id: &boot_id,
     };
-    run_check(
+    let mut done = run_check(
         &sys.env,
         &sys.snapshots,
-        &actions,
+        &sys.actions,
         &sys.history,
         &sys.state,
         &opts,
-    )
+    )?;
+    if !dry_run {
+        // A damaged copy of the environment (one GRUB still reads, or the
+        // other one) is rewritten even when the decision changed nothing:
+        // GRUB cannot count attempts in a block with damaged padding.
+        match sys.env.repair() {
+            Ok(repaired) if !repaired.is_empty() => done.notes.push(format!(
+                "repaired the boot environment: {}",
+                repaired.join("; ")
+            )),
+            Ok(_) => {}
+            Err(e) => done.notes.push(format!("warning: {e:#}")),
+        }
+    }
+    Ok(done)
 }
 
 fn verdict_code(report: &PhaseReport) -> Code {
@@ -173,8 +227,10 @@ pub fn print_result(p: &ProbeResult) {
     };
     match &p.reason {
         Some(r) => println!(
-            "{word:<7} {} ({severity}, {} ms): {r}",
-            p.name, p.duration_ms
+            "{word:<7} {} ({severity}, {} ms): {}",
+            p.name,
+            p.duration_ms,
+            crate::probes::display::one_line(r)
         ),
         None => println!("{word:<7} {} ({severity}, {} ms)", p.name, p.duration_ms),
     }
@@ -200,6 +256,17 @@ mod tests {
         );
         let v = report_json(&r).unwrap();
         assert_eq!(v["verdict"], "pass");
+        // A boot that could not be judged is no pass, whatever the probes.
+        let failed: anyhow::Result<CheckReport> = Err(anyhow::anyhow!(
+            "no copy of the boot environment can be read"
+        ));
+        let j = check_json(&r, &failed).unwrap();
+        assert_eq!(j["verdict"], "error");
+        assert_eq!(j["probes_verdict"], "pass");
+        assert!(
+            j["error"].as_str().unwrap().contains("boot environment"),
+            "{j}"
+        );
         assert_eq!(
             v["probes"][0],
             serde_json::json!({

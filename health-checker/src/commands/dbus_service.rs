@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::dbus_service::{self, Provider};
 use crate::exit::Code;
 use crate::paths::Root;
-use crate::state::{unix_now, StateFile};
+use crate::state::StateFile;
 
 /// Options of `dbus-service`.
 #[derive(Debug, Clone, Args, Default)]
@@ -66,9 +66,9 @@ pub fn last_verdict_json(root: &Root) -> anyhow::Result<Value> {
 /// `state.json`, read without repairing anything; corrupt is an error.
 fn read_state(file: &StateFile) -> anyhow::Result<crate::state::State> {
     let loaded = file
-        .load(false, unix_now())
+        .load()
         .with_context(|| format!("reading {}", file.path().display()))?;
-    match loaded.corrupt {
+    match loaded.unusable {
         Some(c) => Err(anyhow!("{c}")),
         None => Ok(loaded.value),
     }

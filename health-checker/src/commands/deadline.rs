@@ -134,8 +134,16 @@ pub fn run(root: &Root, args: &DeadlineArgs) -> anyhow::Result<Code> {
             output: String::new(),
         }],
     );
+    // The late phase may have decided since the last look: look again
+    // under the lock the decision is made under, so that the boot is not
+    // judged twice.
+    let _lock = sys.state.lock().code(Code::Runtime)?;
+    if let Ok(Some(v)) = late_verdict(&sys.state, &boot_id) {
+        tracing::info!("the late phase's verdict on this boot came in at the deadline ({v:?}); deadline disarmed");
+        return Ok(Code::Ok);
+    }
     let ctx = sys.probe_context(args.context.context());
-    let decided = judge(&sys, &report, &ctx, false)?;
+    let decided = judge(&sys, &report, &ctx, false, loaded.error.as_deref())?;
     print!("{}", decided.text());
     Ok(Code::BootFailed)
 }
@@ -145,9 +153,9 @@ pub fn run(root: &Root, args: &DeadlineArgs) -> anyhow::Result<Code> {
 /// waiting: the late phase may repair it).
 fn late_verdict(state: &StateFile, boot_id: &str) -> anyhow::Result<Option<Verdict>> {
     let loaded = state
-        .load(false, 0)
+        .load()
         .with_context(|| format!("reading {}", state.path().display()))?;
-    if let Some(c) = loaded.corrupt {
+    if let Some(c) = loaded.unusable {
         anyhow::bail!("{c}");
     }
     Ok(loaded

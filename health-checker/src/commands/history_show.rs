@@ -6,7 +6,7 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 
 use crate::exit::{Code, CodeExt};
-use crate::history::{rfc3339, Event, EventKind, History};
+use crate::history::{kind_str, rfc3339, EventKind, History, Record};
 use crate::paths::Root;
 
 /// Options of `history`.
@@ -20,16 +20,18 @@ pub struct HistoryArgs {
     pub count: Option<usize>,
 }
 
-/// Run `history`. A history that cannot be read or does not parse is an
-/// error (exit code 6) naming the file; it is never changed here.
+/// Run `history`. A history that cannot be read or that this version
+/// cannot interpret is an error (exit code 6) naming the file; it is never
+/// changed here. Entries of kinds this version does not know are shown as
+/// `unknown:KIND`.
 pub fn run(root: &Root, args: &HistoryArgs) -> anyhow::Result<Code> {
     let history = History::new(root);
     let read = history
         .read()
         .with_context(|| format!("reading {}", history.path().display()))
         .code(Code::Runtime)?;
-    if let Some(c) = read.corrupt {
-        return Err(anyhow!("{c}")).code(Code::Runtime);
+    if let Some(u) = read.unusable {
+        return Err(anyhow!("{u}")).code(Code::Runtime);
     }
     let mut events = read.events;
     if let Some(n) = args.count {
@@ -47,48 +49,37 @@ pub fn run(root: &Root, args: &HistoryArgs) -> anyhow::Result<Code> {
     Ok(Code::Ok)
 }
 
-/// The name of an event kind as recorded (`grub-fallback`, `mark-good`).
-pub fn kind_str(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::Verdict => "verdict",
-        EventKind::Promotion => "promotion",
-        EventKind::Rollback => "rollback",
-        EventKind::GrubFallback => "grub-fallback",
-        EventKind::RetryReboot => "retry-reboot",
-        EventKind::Degraded => "degraded",
-        EventKind::Arm => "arm",
-        EventKind::MarkGood => "mark-good",
-        EventKind::MarkBad => "mark-bad",
+/// The kind of an entry for people: `verdict:late:FAIL`, `rollback`, or
+/// `unknown:KIND` for a kind (or a format) this version does not know.
+fn kind_label(r: &Record) -> String {
+    match &r.event {
+        Some(e) => match (e.event.kind, e.event.phase, e.event.verdict) {
+            (EventKind::Verdict, Some(p), Some(v)) => format!(
+                "verdict:{p}:{}",
+                if v == crate::verdict::Verdict::Pass {
+                    "pass"
+                } else {
+                    "FAIL"
+                }
+            ),
+            (k, _, _) => kind_str(k).to_owned(),
+        },
+        None => format!("unknown:{}", one_line(&r.kind_name())),
     }
 }
 
 /// The events as aligned lines `TIME  KIND  SNAPSHOT  REASON`, with a
 /// header line when asked.
-pub fn lines(events: &[Event], header: bool) -> Vec<String> {
+pub fn lines(events: &[Record], header: bool) -> Vec<String> {
     let rows: Vec<[String; 4]> = events
         .iter()
-        .map(|e| {
-            let kind = match (e.event.kind, e.event.phase, e.event.verdict) {
-                (EventKind::Verdict, Some(p), Some(v)) => {
-                    format!(
-                        "verdict:{p}:{}",
-                        if v == crate::verdict::Verdict::Pass {
-                            "pass"
-                        } else {
-                            "FAIL"
-                        }
-                    )
-                }
-                (k, _, _) => kind_str(k).to_owned(),
-            };
+        .map(|r| {
             [
-                rfc3339(e.time),
-                kind,
-                e.event
-                    .snapshot
-                    .as_ref()
-                    .map_or_else(|| "-".to_owned(), |s| s.path.clone()),
-                one_line(&e.event.reason),
+                r.time().map_or_else(|| "-".to_owned(), rfc3339),
+                kind_label(r),
+                r.snapshot_path()
+                    .map_or_else(|| "-".to_owned(), |p| one_line(&p)),
+                one_line(&r.reason()),
             ]
         })
         .collect();
@@ -120,7 +111,7 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::NewEvent;
+    use crate::history::{Event, NewEvent};
     use crate::snapshots::SnapshotRef;
     use crate::verdict::{Phase, Verdict};
 
@@ -136,30 +127,40 @@ mod tests {
         );
         verdict.phase = Some(Phase::Late);
         verdict.verdict = Some(Verdict::Fail);
+        let event = |time, boot_id: Option<&str>, event| {
+            Record::new(Event {
+                format_version: crate::fsutil::FormatVersion::CURRENT,
+                time,
+                boot_id: boot_id.map(str::to_owned),
+                event,
+            })
+        };
         let events = vec![
-            Event {
-                time: 0,
-                boot_id: None,
-                event: NewEvent::new(EventKind::MarkGood, None, "by hand"),
-            },
-            Event {
-                time: 60,
-                boot_id: Some("b".into()),
-                event: verdict,
-            },
+            event(0, None, NewEvent::new(EventKind::MarkGood, None, "by hand")),
+            event(60, Some("b"), verdict),
+            Record::from_json(serde_json::json!({
+                "time": 120, "kind": "snapshot-pruned\u{1b}[2J", "reason": "from a newer\nversion",
+                "snapshot": {"path": "@/.snapshots/4/snapshot"}
+            })),
+            Record::from_json(serde_json::json!(["no", "object"])),
         ];
         let l = lines(&events, true);
-        assert_eq!(l.len(), 3);
+        assert_eq!(l.len(), 5);
         assert!(l[0].starts_with("TIME "), "{l:?}");
         assert_eq!(
             l[1],
-            "1970-01-01T00:00:00Z  mark-good          -                        by hand"
+            "1970-01-01T00:00:00Z  mark-good                    -                        by hand"
         );
         assert_eq!(
             l[2],
-            "1970-01-01T00:01:00Z  verdict:late:FAIL  @/.snapshots/3/snapshot  late phase failed: app"
+            "1970-01-01T00:01:00Z  verdict:late:FAIL            @/.snapshots/3/snapshot  late phase failed: app"
         );
-        assert_eq!(lines(&events, false).len(), 2);
+        assert_eq!(
+            l[3],
+            "1970-01-01T00:02:00Z  unknown:snapshot-pruned [2J  @/.snapshots/4/snapshot  from a newer version"
+        );
+        assert_eq!(l[4], "-                     unknown:?                    -");
+        assert_eq!(lines(&events, false).len(), 4);
     }
 
     #[test]

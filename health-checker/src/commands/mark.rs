@@ -50,6 +50,8 @@ fn open(root: &Root) -> anyhow::Result<System> {
 /// Run `mark-good`.
 pub fn run_good(root: &Root, args: &MarkGoodArgs) -> anyhow::Result<Code> {
     let sys = open(root)?;
+    // Read, decide and write under the lock a check holds for the same.
+    let _lock = sys.state.lock().code(Code::Runtime)?;
     let state = sys.boot_state()?;
     let target = match &args.snapshot {
         Some(a) => resolve(&sys.snapshots, a)?,
@@ -100,6 +102,8 @@ pub fn run_good(root: &Root, args: &MarkGoodArgs) -> anyhow::Result<Code> {
 /// Run `mark-bad`.
 pub fn run_bad(root: &Root, args: &MarkBadArgs) -> anyhow::Result<Code> {
     let sys = open(root)?;
+    // Read, decide and write under the lock a check holds for the same.
+    let _lock = sys.state.lock().code(Code::Runtime)?;
     let state = sys.boot_state()?;
     let target = match &args.snapshot {
         Some(a) => resolve(&sys.snapshots, a)?,

@@ -43,9 +43,10 @@ pub fn run(root: &Root, args: &RunArgs) -> anyhow::Result<Code> {
         ));
     };
     let result = runner::run_one(root, &loaded.config, probe, &args.context.context());
-    if !result.output.is_empty() {
-        print!("{}", result.output);
-        if !result.output.ends_with('\n') {
+    let output = crate::probes::display::printable(&result.output);
+    if !output.is_empty() {
+        print!("{output}");
+        if !output.ends_with('\n') {
             println!();
         }
     }

@@ -21,10 +21,10 @@ use super::system::{LoadedConfig, System};
 use crate::actions::Bus;
 use crate::engine::BootState;
 use crate::exit::{code_for, Code};
-use crate::history::Event;
+use crate::history::Record;
 use crate::paths::Root;
 use crate::snapshots::{snapper, SnapshotRef, Snapshots};
-use crate::state::{current_boot_id, Degraded, LastProbe, State};
+use crate::state::{current_boot_id, Degraded, EnvFailure, LastProbe, State};
 use crate::verdict::Verdict;
 
 /// How many events `status` shows.
@@ -159,6 +159,12 @@ pub struct EnvStatus {
     /// Failed-and-rebooted boots of the known-good in a row
     /// (`hc_good_fails`).
     pub good_failures: u32,
+    /// What is wrong with either copy of the environment (a copy GRUB
+    /// cannot read, stray bytes GRUB skips, a checksum that does not
+    /// match), one line each naming the file; the values above are what
+    /// GRUB reads. The next check repairs it. Empty when both are sound.
+    #[serde(default)]
+    pub damage: Vec<String>,
 }
 
 /// The phases of the running boot, from `state.json`.
@@ -205,8 +211,13 @@ pub struct Status {
     pub probes: Item<BTreeMap<String, LastProbe>>,
     /// The last [`RECENT_EVENTS`] events, oldest first, without their
     /// probe results (`health-checker history` has them).
-    pub history: Item<Vec<Event>>,
+    pub history: Item<Vec<Record>>,
     pub config: Item<ConfigStatus>,
+    /// The last write of the boot environment by a check failed (a full
+    /// ESP): when, why, and what it was for. Null when it did not, or when
+    /// `state.json` could not be read.
+    #[serde(default)]
+    pub boot_env_write_failed: Option<EnvFailure>,
 }
 
 impl Status {
@@ -260,18 +271,19 @@ fn gather(sys: &System, env: Item<BootState>) -> Status {
         Item::Err(f) => Item::Err(f.clone()),
     };
 
-    // state.json, read without changing it (a corrupt file is reported
-    // here and left for the next check to move aside).
+    // state.json, read without changing it (a file this version cannot
+    // interpret is reported here, and left as it is by every command).
     let state = sys
         .state
-        .load(false, 0)
+        .load()
         .with_context(|| format!("reading {}", sys.state.path().display()))
-        .and_then(|l| match l.corrupt {
+        .and_then(|l| match l.unusable {
             None => Ok(l.value),
             Some(c) => Err(anyhow::anyhow!("{c}")),
         });
     let state: Item<State> = Item::from_result(state);
     let degraded = map(&state, |s| s.degraded.clone());
+    let boot_env_write_failed = state.ok().and_then(|s| s.boot_env_failure.clone());
     let probes = map(&state, |s| s.probes.clone());
     let this_boot = match (&state, current_boot_id()) {
         (Item::Err(f), _) => Item::Err(f.clone()),
@@ -290,7 +302,7 @@ fn gather(sys: &System, env: Item<BootState>) -> Status {
         sys.history
             .read()
             .with_context(|| format!("reading {}", sys.history.path().display()))
-            .and_then(|r| match r.corrupt {
+            .and_then(|r| match r.unusable {
                 None => Ok(recent(r.events)),
                 Some(c) => Err(anyhow::anyhow!("{c}")),
             }),
@@ -322,6 +334,7 @@ fn gather(sys: &System, env: Item<BootState>) -> Status {
         probes,
         history,
         config,
+        boot_env_write_failed,
     }
 }
 
@@ -332,13 +345,13 @@ fn map<T, U>(item: &Item<T>, f: impl FnOnce(&T) -> U) -> Item<U> {
     }
 }
 
-fn recent(mut events: Vec<Event>) -> Vec<Event> {
+fn recent(mut events: Vec<Record>) -> Vec<Record> {
     let start = events.len().saturating_sub(RECENT_EVENTS);
-    let mut out = events.split_off(start);
-    for e in &mut out {
-        e.event.probes.clear();
-    }
-    out
+    events
+        .split_off(start)
+        .into_iter()
+        .map(Record::without_probes)
+        .collect()
 }
 
 fn env_status(sys: &System, s: &BootState) -> EnvStatus {
@@ -360,6 +373,7 @@ fn env_status(sys: &System, s: &BootState) -> EnvStatus {
         fallback: s.fallback.clone(),
         grub_booted: s.booted.map(|b| b.as_str().to_owned()),
         good_failures: s.good_fails,
+        damage: sys.env.problems().unwrap_or_default(),
     }
 }
 
@@ -457,11 +471,18 @@ fn summarise(
 pub fn run(root: &Root, args: &StatusArgs) -> anyhow::Result<Code> {
     // Users who cannot read the boot environment or the state files ask the
     // D-Bus service (which runs as root) when it is there.
-    if root.is_host() && !nix::unistd::geteuid().is_root() {
-        let service =
-            crate::dbus_service::fetch_status(None, crate::dbus_service::Activation::Allow);
-        if let Ok(Some(v)) = service {
-            return print_from_service(v, args.json);
+    let not_root = !nix::unistd::geteuid().is_root();
+    let mut service = None;
+    if root.is_host() && not_root {
+        match crate::dbus_service::fetch_status(None, crate::dbus_service::Activation::Allow) {
+            Ok(Some(v)) => return print_from_service(v, args.json),
+            Ok(None) => service = Some("the health-checker D-Bus service is not there".into()),
+            Err(e) => {
+                service = Some(format!(
+                    "the health-checker D-Bus service failed: {}",
+                    crate::exit::chain(&e)
+                ))
+            }
         }
     }
     let status = read(root)?;
@@ -470,20 +491,48 @@ pub fn run(root: &Root, args: &StatusArgs) -> anyhow::Result<Code> {
     } else {
         print!("{}", super::status_print::text(&status));
     }
+    if not_root {
+        if let Some((piece, failure)) = status.failures().first() {
+            // Standard output holds the status (JSON stays JSON); why it is
+            // incomplete goes to standard error, and the exit code says so.
+            let service = service.map(|s| format!("{s}; ")).unwrap_or_default();
+            eprintln!(
+                "health-checker: cannot get the whole status: {service}read directly by a user \
+                 who is not root, {} part(s) could not be read (first, {piece}: {}); run it as \
+                 root, or start health-checker-dbus.service",
+                status.failures().len(),
+                failure.message
+            );
+        }
+    }
     Ok(status.code())
 }
 
-/// Print the status the D-Bus service sent, as `status` prints its own.
+/// Print the status the D-Bus service sent, as `status` prints its own; the
+/// exit code is the status's own (non-zero when a part could not be read).
 fn print_from_service(v: serde_json::Value, json: bool) -> anyhow::Result<Code> {
+    let parsed = serde_json::from_value::<Status>(v.clone());
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(Code::Ok);
     }
-    match serde_json::from_value::<Status>(v.clone()) {
+    match parsed {
         Ok(status) => {
-            print!("{}", super::status_print::text(&status));
-            println!("\n(as the health-checker D-Bus service reports it)");
+            if !json {
+                print!("{}", super::status_print::text(&status));
+                println!("\n(as the health-checker D-Bus service reports it)");
+            }
+            if let Some((piece, failure)) = status.failures().first() {
+                eprintln!(
+                    "health-checker: the health-checker D-Bus service could not read the whole \
+                     status (first, {piece}: {})",
+                    failure.message
+                );
+            }
             Ok(status.code())
+        }
+        Err(e) if json => {
+            tracing::debug!("the service's status does not read as this version's: {e}");
+            Ok(Code::Ok)
         }
         Err(e) => {
             // A service of another version: its own words, as JSON.
@@ -583,6 +632,7 @@ mod tests {
             since: 0,
             reason: "app failed".into(),
             snapshot: g.clone(),
+            extra: Default::default(),
         };
         let (w, text) = summarise(None, None, None, None, Some(&d));
         assert_eq!(w, "degraded");
@@ -591,8 +641,9 @@ mod tests {
 
     #[test]
     fn recent_keeps_the_newest_without_probe_results() {
-        let events: Vec<Event> = (0..8)
-            .map(|i| Event {
+        let events: Vec<Record> = (0..8)
+            .map(|i| crate::history::Event {
+                format_version: crate::fsutil::FormatVersion::CURRENT,
                 time: i,
                 boot_id: None,
                 event: crate::history::NewEvent {
@@ -611,10 +662,14 @@ mod tests {
                     )
                 },
             })
+            .map(Record::new)
             .collect();
         let r = recent(events);
         assert_eq!(r.len(), RECENT_EVENTS);
-        assert_eq!(r[0].time, 3);
-        assert!(r.iter().all(|e| e.event.probes.is_empty()));
+        assert_eq!(r[0].time(), Some(3));
+        assert!(r
+            .iter()
+            .all(|e| e.event.as_ref().unwrap().event.probes.is_empty()
+                && e.json().get("probes").is_none()));
     }
 }

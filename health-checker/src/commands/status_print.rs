@@ -80,6 +80,12 @@ pub fn text(s: &Status) -> String {
                     e.good_failures
                 ),
             );
+            if !e.damage.is_empty() {
+                line(
+                    "Env damage",
+                    format!("{} (the next check repairs it)", e.damage.join("\n")),
+                );
+            }
         }
     }
     line(
@@ -90,10 +96,21 @@ pub fn text(s: &Status) -> String {
                 "YES since {} ({}): {}",
                 rfc3339(d.since),
                 d.snapshot.path,
-                d.reason
+                crate::probes::display::one_line(&d.reason)
             ),
         }),
     );
+    if let Some(f) = &s.boot_env_write_failed {
+        line(
+            "Env write",
+            format!(
+                "FAILED at {}: {}\nwhile: {}",
+                rfc3339(f.time),
+                f.error,
+                f.during
+            ),
+        );
+    }
     line(
         "This boot",
         show(&s.this_boot, |b| {
@@ -126,7 +143,7 @@ pub fn text(s: &Status) -> String {
                         rfc3339(r.time)
                     );
                     if let Some(reason) = &r.reason {
-                        let _ = write!(l, "  {}", reason.replace('\n', " "));
+                        let _ = write!(l, "  {}", crate::probes::display::one_line(reason));
                     }
                     l
                 })

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use grub_env::{Location, RealFs, Store};
 
-use crate::actions::{ActionSettings, Actions, Alert, Bus, SystemActions};
+use crate::actions::{ActionSettings, Bus, SystemActions};
 use crate::config::{self, Config};
 use crate::engine::{BootEnv, BootState, EngineConfig, GrubBootEnv};
 use crate::exit::{Code, CodeExt};
 use crate::history::History;
 use crate::paths::{Root, STATE_DIR};
-use crate::probes::{self, ProbeContext};
+use crate::probes::ProbeContext;
 use crate::snapshots::{BtrfsSnapshots, SnapshotRef, Snapshots};
 use crate::state::StateFile;
 
@@ -72,15 +72,11 @@ pub fn env_store(root: &Root, config: &Config) -> anyhow::Result<Store> {
     if !use_block {
         return Ok(Store::for_file(file));
     }
-    if config.bootenv.device.is_empty() {
-        bail!(crate::exit::with_code(
-            Code::Config,
-            anyhow::anyhow!(
-                "[bootenv] location = \"env-block\" needs [bootenv] device (the btrfs device)"
-            )
-        ));
-    }
-    let device = PathBuf::from(&config.bootenv.device);
+    let device = if config.bootenv.device.is_empty() {
+        root_device(root).code(Code::Config)?
+    } else {
+        PathBuf::from(&config.bootenv.device)
+    };
     let backup = root.join(STATE_DIR).join("grubenv-block.bak");
     Ok(Store::with_locations(
         RealFs,
@@ -94,12 +90,35 @@ pub fn env_store(root: &Root, config: &Config) -> anyhow::Result<Store> {
     ))
 }
 
+/// The device of the btrfs file system mounted at `root` (the default of
+/// `[bootenv] device`).
+fn root_device(root: &Root) -> anyhow::Result<PathBuf> {
+    let dir = std::fs::canonicalize(root.dir())
+        .with_context(|| format!("resolving {}", root.dir().display()))?;
+    let mounts = crate::snapshots::mountinfo::read()?;
+    match crate::snapshots::mountinfo::mount_of(&mounts, &dir) {
+        Some(m) if m.fs_type == "btrfs" && m.source.starts_with('/') => Ok(m.source.clone().into()),
+        Some(m) => bail!(
+            "[bootenv] device is empty and the root file system {} is {} on {:?}, \
+             not a btrfs device: set [bootenv] device",
+            dir.display(),
+            m.fs_type,
+            m.source
+        ),
+        None => bail!(
+            "[bootenv] device is empty and no mount holds {}: set [bootenv] device",
+            dir.display()
+        ),
+    }
+}
+
 /// The engine's settings from the configuration.
 pub fn engine_config(config: &Config) -> EngineConfig {
     EngineConfig {
         tries: config.boot.tries,
         good_failure_reboots: config.boot.good_failure_reboots,
         act_on_manual_boot: config.boot.act_on_manual_boot,
+        unreadable: None,
     }
 }
 
@@ -162,63 +181,26 @@ impl System {
     }
 
     /// The probe context for this boot: the booted snapshot and whether it
-    /// is the trial (what plugins see in `HC_SNAPSHOT`, `HC_TRIAL`).
+    /// is judged as a trial (what plugins see in `HC_SNAPSHOT`, `HC_TRIAL`),
+    /// by the engine's rule. When the role cannot be read, `HC_TRIAL` is 0
+    /// (the engine then fails to judge the boot anyway).
     pub fn probe_context(&self, base: ProbeContext) -> ProbeContext {
         let mut ctx = base;
         ctx.bus = self.bus.clone();
-        if let Ok(b) = self.snapshots.booted() {
-            ctx.trial = self
-                .env
-                .load()
-                .ok()
-                .and_then(|s| s.trial)
-                .is_some_and(|t| t.path == b.path);
-            ctx.snapshot = Some(b.path);
-            ctx.snapshot_id = Some(b.id);
+        match crate::engine::booted_role(&self.env, &self.snapshots) {
+            Ok((b, role)) => {
+                ctx.trial = role.is_trial();
+                ctx.snapshot = Some(b.path);
+                ctx.snapshot_id = Some(b.id);
+            }
+            Err(e) => {
+                tracing::debug!("the booted snapshot's role is unknown: {e:#}");
+                if let Ok(b) = self.snapshots.booted() {
+                    ctx.snapshot = Some(b.path);
+                    ctx.snapshot_id = Some(b.id);
+                }
+            }
         }
         ctx
-    }
-
-    /// The actions the engine uses in a check: the system's, with the
-    /// plugins' stop actions run after the configured units are stopped.
-    pub fn check_actions<'a>(&'a self, ctx: &'a ProbeContext) -> CheckActions<'a> {
-        CheckActions { system: self, ctx }
-    }
-}
-
-/// [`Actions`] for a check run: degraded mode also runs every plugin's
-/// stop action.
-#[derive(Debug)]
-pub struct CheckActions<'a> {
-    system: &'a System,
-    ctx: &'a ProbeContext,
-}
-
-impl Actions for CheckActions<'_> {
-    fn reboot(&self, why: &str) -> anyhow::Result<()> {
-        self.system.actions.reboot(why)
-    }
-
-    fn stop_units(&self, units: &[String]) -> anyhow::Result<()> {
-        let units_result = self.system.actions.stop_units(units);
-        let results = probes::run_stop_actions(&self.system.root, &self.system.config, self.ctx);
-        let failed: Vec<String> = results
-            .iter()
-            .filter(|r| r.result.is_failure())
-            .map(|r| format!("{}: {}", r.name, r.reason.as_deref().unwrap_or("failed")))
-            .collect();
-        units_result?;
-        if !failed.is_empty() {
-            bail!("plugin stop actions failed: {}", failed.join("; "));
-        }
-        Ok(())
-    }
-
-    fn alert(&self, alert: &Alert) -> anyhow::Result<()> {
-        self.system.actions.alert(alert)
-    }
-
-    fn notify_promoted(&self, summary: &str, details: &serde_json::Value) -> anyhow::Result<()> {
-        self.system.actions.notify_promoted(summary, details)
     }
 }

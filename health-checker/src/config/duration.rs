@@ -1,5 +1,10 @@
 //! Durations in configuration files: integer seconds (`90`) or a string with
 //! units (`"90s"`, `"5min"`, `"1h 30min"`, `"500ms"`).
+//!
+//! Every duration the program reads is a time limit (a deadline, a probe's
+//! timeout, a kill grace, an alert time limit), so every one is at most
+//! [`MAX_DURATION`], one day: a longer one is a mistake, and one near the
+//! clock's range would overflow when added to the time now.
 
 use std::fmt;
 use std::time::Duration;
@@ -29,8 +34,21 @@ impl From<Seconds> for Duration {
     }
 }
 
+/// The longest duration accepted anywhere: one day.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// `d`, unless it is longer than [`MAX_DURATION`].
+fn bounded(d: Duration, text: &str) -> Result<Duration, String> {
+    if d > MAX_DURATION {
+        return Err(format!(
+            "invalid duration {text}: at most 1 day (24h) is accepted"
+        ));
+    }
+    Ok(d)
+}
+
 /// Parse `"90s"`, `"5min"`, `"1h 30min"`, `"250ms"` or a bare number of
-/// seconds (`"90"`).
+/// seconds (`"90"`), at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let s = text.trim();
     if s.is_empty() {
@@ -76,7 +94,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         }
         total = total.checked_add(part).ok_or("duration too large")?;
     }
-    Ok(total)
+    bounded(total, &format!("{text:?}"))
 }
 
 /// The shortest exact text for `d`: `"5min"`, `"90s"`, `"1h"`, `"250ms"`.
@@ -118,12 +136,14 @@ impl<'de> Deserialize<'de> for Seconds {
                 )
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Seconds, E> {
-                u64::try_from(v)
-                    .map(Seconds::secs)
-                    .map_err(|_| E::custom(format!("invalid duration {v}: negative")))
+                let v = u64::try_from(v)
+                    .map_err(|_| E::custom(format!("invalid duration {v}: negative")))?;
+                self.visit_u64(v)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Seconds, E> {
-                Ok(Seconds::secs(v))
+                bounded(Duration::from_secs(v), &v.to_string())
+                    .map(Seconds)
+                    .map_err(E::custom)
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Seconds, E> {
                 parse_duration(v).map(Seconds).map_err(E::custom)
@@ -159,6 +179,30 @@ mod tests {
             .unwrap_err()
             .contains("unit is missing"));
         assert!(parse_duration("99999999999999999999s").is_err());
+    }
+
+    #[test]
+    fn durations_are_at_most_a_day() {
+        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("86400"), Ok(MAX_DURATION));
+        for text in ["18446744073709551615s", "86401", "24h 1ms", "1441min"] {
+            assert_eq!(
+                parse_duration(text),
+                Err(format!(
+                    "invalid duration {text:?}: at most 1 day (24h) is accepted"
+                ))
+            );
+        }
+        #[derive(Deserialize, Debug)]
+        struct T {
+            #[allow(dead_code)]
+            t: Seconds,
+        }
+        let e = toml::from_str::<T>("t = 9223372036854775807").unwrap_err();
+        assert!(e.to_string().contains("at most 1 day"), "{e}");
+        let e = toml::from_str::<T>("t = 86401").unwrap_err();
+        assert!(e.to_string().contains("at most 1 day"), "{e}");
+        assert!(toml::from_str::<T>("t = 86400").is_ok());
     }
 
     #[test]

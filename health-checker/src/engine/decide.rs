@@ -2,7 +2,7 @@
 //! booted and default snapshots and a phase's probe results to a decision.
 //! No I/O happens here; [`super::run`] carries the decision out.
 //!
-//! Rules beyond SPEC.md's verdict table, decided here:
+//! Rules beyond the verdict table of `docs/design.md`, decided here:
 //! - **Phases.** Only the late phase's pass promotes a trial (or a first
 //!   snapshot): the boot has not fully passed before it. A failure in either
 //!   phase acts at once. The late phase only counts as a pass when the early
@@ -14,7 +14,9 @@
 //!   snapshot that is the default but not G is a trial that was never armed:
 //!   it is armed now (with one attempt spent on this boot) and judged as a
 //!   trial. When G is booted and the default differs and was never armed, the
-//!   default is armed so GRUB protects its first boot.
+//!   default is armed so GRUB protects its first boot. The top-level
+//!   subvolume (ID 5) is never armed: a system whose default is the top
+//!   level is reported as not protected.
 //! - **Manual boot.** A booted snapshot that is neither G nor the trial (nor
 //!   an unarmed default) was picked in the GRUB menu: checked and reported
 //!   only, unless `act_on_manual_boot`, in which case it is treated like a
@@ -23,6 +25,10 @@
 //!   (or has under another ID), G is not used: never rolled back to, and the
 //!   boot is judged as if there were no G (a failure degrades). `hc_good` is
 //!   not cleared, so a store that misreports for a moment loses nothing.
+//! - **Unreadable configuration.** A known-good system whose configuration
+//!   cannot be read (a typo) enters degraded mode at once: a reboot cannot
+//!   fix a typo. A trial with an unreadable configuration is still rolled
+//!   back (the typo may have come with the update).
 //! - **GRUB fall-back.** The mark is handled in the same run as the judgement
 //!   of the booted snapshot: recorded, the trial cleared, the default put
 //!   back to G when it still names the abandoned trial. A trial left with no
@@ -46,6 +52,9 @@ pub struct EngineConfig {
     pub good_failure_reboots: u32,
     /// Act when an admin picked a snapshot by hand in the GRUB menu.
     pub act_on_manual_boot: bool,
+    /// Why the configuration could not be read, when it could not (the
+    /// phase then fails with the defaults in use).
+    pub unreadable: Option<String>,
 }
 
 impl EngineConfig {
@@ -61,6 +70,7 @@ impl Default for EngineConfig {
             tries: 3,
             good_failure_reboots: 1,
             act_on_manual_boot: false,
+            unreadable: None,
         }
     }
 }
@@ -185,18 +195,48 @@ pub fn report_passed(report: &PhaseReport) -> bool {
 }
 
 fn classify(i: &Inputs, good: Option<&SnapshotRef>) -> Role {
-    let booted = i.booted;
-    if i.state.trial.as_ref() == Some(booted) {
+    role(i.state, i.booted, i.default, good)
+}
+
+/// The role of the booted snapshot, given the boot environment, the
+/// default subvolume and the usable known-good (`None` when there is none
+/// or the store lacks it). The one rule: [`decide`] and what probes are
+/// told (`HC_TRIAL`) both use it.
+pub fn role(
+    state: &BootState,
+    booted: &SnapshotRef,
+    default: &SnapshotRef,
+    good: Option<&SnapshotRef>,
+) -> Role {
+    if state.trial.as_ref() == Some(booted) {
         Role::Trial { armed: true }
     } else if good == Some(booted) {
         Role::Good
     } else if good.is_none() {
         Role::NoGood
-    } else if i.state.trial.is_none() && booted == i.default {
+    } else if state.trial.is_none() && booted == default && !is_top_level(booted) {
         Role::Trial { armed: false }
     } else {
         Role::Manual
     }
+}
+
+/// The top-level subvolume (ID 5, path `""`): it holds the snapshots and is
+/// never a snapshot to boot. GRUB's entries boot `rootflags=subvol=<path>`,
+/// and an empty `hc_trial` means "no trial", so it can never be armed.
+fn is_top_level(s: &SnapshotRef) -> bool {
+    s.path.is_empty()
+}
+
+/// Why a system whose default (or booted) subvolume is the top level is not
+/// protected.
+fn top_level_unprotected(what: &str, s: &SnapshotRef) -> String {
+    format!(
+        "the {what} subvolume is the top level of the file system (ID {}), not a snapshot: \
+         it is never armed as a trial, so GRUB cannot fall back from it and boots of it are \
+         not protected; make a snapshot the default subvolume (as snapper's layout does) to be protected",
+        s.id
+    )
 }
 
 fn boot_verdict(i: &Inputs) -> BootVerdict {
@@ -297,7 +337,16 @@ pub fn decide(i: &Inputs) -> Decision {
 
     // G booted while the default names something else that was never armed:
     // arm it, so GRUB protects its first boot.
-    if role == Role::Good && w.st.trial.is_none() && Some(&w.default) != good.as_ref() {
+    if is_top_level(i.booted) {
+        w.say(top_level_unprotected("booted", i.booted));
+    } else if is_top_level(&w.default) && Some(&w.default) != good.as_ref() {
+        w.say(top_level_unprotected("default", &w.default));
+    }
+    if role == Role::Good
+        && w.st.trial.is_none()
+        && Some(&w.default) != good.as_ref()
+        && !is_top_level(&w.default)
+    {
         let d = w.default.clone();
         if fallback.as_ref().map(|f| &f.trial) != Some(&d.path) {
             w.st.trial = Some(d.clone());
@@ -340,6 +389,13 @@ pub fn decide(i: &Inputs) -> Decision {
             BootVerdict::Fail if already_acted => {
                 w.say("the early phase of this boot already failed and was acted on");
                 Action::Nothing
+            }
+            BootVerdict::Fail if i.config.unreadable.is_some() => {
+                let why = i.config.unreadable.as_deref().unwrap_or_default();
+                w.degrade(format!(
+                    "the configuration of known-good {} cannot be read ({why}); a reboot cannot fix it: correct the file, then run `health-checker check --phase late`",
+                    show(i.booted)
+                ))
             }
             BootVerdict::Fail => {
                 let budget = i.config.good_failure_reboots;

@@ -1,4 +1,4 @@
-//! Every row of SPEC.md's verdict table, and the cases around it, as unit
+//! Every row of the verdict table in `docs/design.md`, and the cases around it, as unit
 //! tests of the pure state machine.
 
 use super::bootstate::BootState;
@@ -450,6 +450,43 @@ fn g_booted_with_an_unarmed_default_arms_it_for_the_next_boot() {
     assert_eq!(d.action, Action::Nothing);
 }
 
+#[test]
+fn the_top_level_subvolume_is_never_armed() {
+    let top = SnapshotRef {
+        id: 5,
+        path: String::new(),
+    };
+    // G booted, the default is the top level (a layout common outside
+    // snapper): nothing is armed, and the explanation says why this system
+    // is not protected.
+    for phase_pass in [
+        Case::new(good_only(), g(), top.clone()).early(true),
+        Case::new(good_only(), g(), top.clone()).late(true),
+    ] {
+        let d = phase_pass.decide();
+        assert_eq!(d.role, Role::Good);
+        assert_eq!(d.state.trial, None);
+        assert!(!kinds(&d).contains(&EventKind::Arm), "{:?}", kinds(&d));
+        let text = d.explanation.join("\n");
+        assert!(
+            text.contains("top level") && text.contains("not protected"),
+            "{text}"
+        );
+    }
+    // The top level booted as the default: not an unarmed trial either.
+    let d = Case::new(good_only(), top.clone(), top.clone())
+        .early(true)
+        .decide();
+    assert_ne!(d.role, Role::Trial { armed: false });
+    assert_eq!(d.state.trial, None);
+    assert!(!kinds(&d).contains(&EventKind::Arm), "{:?}", kinds(&d));
+    assert!(
+        d.explanation.join("\n").contains("not protected"),
+        "{:?}",
+        d.explanation
+    );
+}
+
 // ---- G deleted ----
 
 #[test]
@@ -567,4 +604,56 @@ fn a_decision_serialises_for_json_output() {
     assert_eq!(v["role"]["trial"]["armed"], true);
     assert_eq!(v["verdict"], "fail");
     assert_eq!(v["events"][1]["kind"], "rollback");
+}
+
+// ---- An unreadable configuration (a typo) ----
+
+fn unreadable(mut c: Case) -> Case {
+    c.config.unreadable = Some("/etc/health-checker/config.toml:3: unknown field `trys`".into());
+    c.report = PhaseReport::new(
+        c.report.phase,
+        vec![probe("configuration", Severity::Required, Outcome::Error)],
+    );
+    c
+}
+
+#[test]
+fn a_known_good_with_an_unreadable_configuration_degrades_at_once() {
+    for phase_early in [false, true] {
+        let c = Case::new(good_only(), g(), g());
+        let c = unreadable(if phase_early {
+            c.early(false)
+        } else {
+            c.late(false)
+        });
+        let d = c.decide();
+        assert_eq!(d.role, Role::Good);
+        match &d.action {
+            Action::EnterDegraded { reason } => {
+                assert!(reason.contains("unknown field `trys`"), "{reason}");
+                assert!(reason.contains("a reboot cannot fix it"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!d.wants_reboot());
+        assert_eq!(d.state.good_fails, 0, "no retry counted");
+        assert_eq!(kinds(&d), [EventKind::Verdict, EventKind::Degraded]);
+    }
+}
+
+#[test]
+fn a_trial_with_an_unreadable_configuration_is_still_rolled_back() {
+    let d = unreadable(Case::new(armed(2), t(), t()).late(false)).decide();
+    assert_eq!(d.action, Action::RollBack { from: t(), to: g() });
+    assert!(d.wants_reboot());
+}
+
+#[test]
+fn a_readable_configuration_keeps_the_retry_reboot_of_a_failing_known_good() {
+    let d = Case::new(good_only(), g(), g()).late(false).decide();
+    assert!(
+        matches!(d.action, Action::RetryReboot { .. }),
+        "{:?}",
+        d.action
+    );
 }

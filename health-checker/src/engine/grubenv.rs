@@ -25,6 +25,44 @@ impl<F: Fs> GrubBootEnv<F> {
     }
 }
 
+impl<F: Fs> GrubBootEnv<F> {
+    /// What is wrong with either copy (empty when both are sound), one
+    /// line each naming the file: what `status` shows and
+    /// [`GrubBootEnv::repair`] repairs.
+    pub fn problems(&self) -> Result<Vec<String>> {
+        Ok(self.store.load().map_err(with_advice)?.problems)
+    }
+
+    /// Rewrite both copies with the values GRUB reads when either is
+    /// damaged, keeping a copy whose bytes the rewrite would not reproduce
+    /// as `<file>.broken-<time>`. Returns the problems repaired (empty:
+    /// nothing was wrong, nothing written).
+    pub fn repair(&self) -> Result<Vec<String>> {
+        let primary = self.store.primary();
+        self.store
+            .repair(&broken_stamp(crate::state::unix_now()))
+            .map_err(with_advice)
+            .with_context(|| format!("repairing boot environment {primary}"))
+    }
+}
+
+/// The time in the name of a damaged copy kept aside:
+/// `20260102T030405Z` (no `:`, which FAT refuses in names).
+pub fn broken_stamp(unix_secs: u64) -> String {
+    crate::history::rfc3339(unix_secs).replace(['-', ':'], "")
+}
+
+/// A store error, with the way out when GRUB reads neither copy.
+pub fn with_advice(e: grub_env::Error) -> anyhow::Error {
+    match e {
+        grub_env::Error::NoValidCopy { .. } => anyhow::anyhow!(
+            "{e}; `health-checker bootenv recover` keeps both copies as \
+             .broken-<time> and writes a new, empty environment"
+        ),
+        e => e.into(),
+    }
+}
+
 impl<F: Fs> BootEnv for GrubBootEnv<F> {
     /// Read the state. An environment that does not exist at all is an
     /// error, not a first boot: with the EFI partition not mounted, or the
@@ -33,7 +71,7 @@ impl<F: Fs> BootEnv for GrubBootEnv<F> {
     fn load(&self) -> Result<BootState> {
         let primary = self.store.primary();
         // The store's errors name the file(s) already.
-        let loaded = self.store.load()?;
+        let loaded = self.store.load().map_err(with_advice)?;
         if loaded.source == Source::Neither {
             bail!(
                 "boot environment {primary} does not exist (nor its backup); \
@@ -41,7 +79,7 @@ impl<F: Fs> BootEnv for GrubBootEnv<F> {
             );
         }
         for p in &loaded.problems {
-            tracing::warn!("boot environment: skipped {p} (the next write repairs it)");
+            tracing::warn!("boot environment: {p} (the next check repairs it)");
         }
         BootState::from_keys(|k| loaded.env.get(k).map(str::to_owned))
             .with_context(|| format!("{primary}"))

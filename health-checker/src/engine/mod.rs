@@ -7,6 +7,7 @@ pub mod bootstate;
 pub mod decide;
 pub mod grub;
 pub mod grubenv;
+pub mod role;
 pub mod run;
 pub mod transitions;
 mod work;
@@ -20,5 +21,6 @@ pub use decide::{
 };
 pub use grub::{grub_choose, GrubChoice};
 pub use grubenv::GrubBootEnv;
+pub use role::booted_role;
 pub use run::{run_check, BootEnv, CheckOptions, CheckReport};
 pub use transitions::{arm, mark_bad, mark_good, ArmError};

@@ -9,17 +9,26 @@
 //!    known-good. The reverse order could leave the trial cleared while the
 //!    default still names it, which would look like an unarmed update.
 //! 2. **Boot environment** (trial cleared, failure streak counted, promotion
-//!    recorded) second. A failure of 1 or 2 stops everything: nothing else is
-//!    done, no reboot is asked for (a reboot without the failure counted
-//!    could loop), and the error is returned.
-//! 3. **History and state** (`/var/lib/health-checker`), before the reboot,
-//!    so the record of a rollback exists when it happens. (The phase's
-//!    verdict for this boot is saved in `state.json` even before step 1, so
-//!    that the late phase of the same boot knows the early phase failed even
-//!    when acting on that failure did not succeed.)
-//! 4. Degraded mode: **stop units**, then **alert**; other alerts
-//!    (rollback, GRUB fall-back).
+//!    recorded) second. A failure of 1 stops everything: nothing else is
+//!    done, no reboot is asked for, and the error is returned. A failure of
+//!    2 (a full ESP) does not silence the records and alerts: a rollback
+//!    still reboots (GRUB's count of the trial's attempts bounds it), a
+//!    retry reboot of the known-good becomes degraded mode (its count could
+//!    not be saved, so a reboot could loop); see `env_write_failed`.
+//! 3. Entering degraded mode is one step: **every plugin's stop action**,
+//!    then **the configured units** (`[degraded] stop_services`, empty by
+//!    default), so that the history's degraded event records what the stop
+//!    actions did. Then **history and state** (`/var/lib/health-checker`),
+//!    before the reboot, so the record of a rollback exists when it happens.
+//!    (The phase's verdict for this boot is saved in `state.json` even
+//!    before step 1, so that the late phase of the same boot knows the
+//!    early phase failed even when acting on that failure did not succeed.)
+//! 4. **Alerts**: degraded mode, rollback, GRUB fall-back.
 //! 5. **Reboot** last.
+//!
+//! All of it, from reading the boot environment to the reboot, runs under
+//! one lock ([`StateFile::lock`]), so that two checks at once (the late
+//! phase and the deadline, an admin) decide one after the other.
 //!
 //! Steps 3 and 4 are records and notices: their failure does not keep the
 //! reboot of step 5 from being asked for (a failing trial must not stay
@@ -33,10 +42,12 @@ use super::bootstate::BootState;
 use super::decide::{decide, Action, BootVerdict, Decision, EarlyPhase, EngineConfig, Inputs};
 use crate::actions::{Actions, Alert, AlertKind};
 use crate::exit::{Code, CodeExt};
-use crate::history::History;
+use crate::fsutil::LockHeld;
+use crate::history::{EventKind, History, NewEvent};
 use crate::logging::message_id;
+use crate::probes::StopAction;
 use crate::snapshots::{SnapshotRef, Snapshots};
-use crate::state::{Degraded, StateFile};
+use crate::state::{Degraded, EnvFailure, StateFile};
 use crate::verdict::{Phase, PhaseReport, Verdict};
 
 /// The boot environment seam: the `hc_*` keys of the GRUB environment.
@@ -55,7 +66,10 @@ pub struct CheckOptions<'a> {
     /// The phase's probe results (the caller ran the probes).
     pub report: &'a PhaseReport,
     pub config: &'a EngineConfig,
-    /// Units to stop in degraded mode (`[degraded] stop_services`).
+    /// The plugins' stop actions, run first in degraded mode.
+    pub stop_actions: &'a [StopAction],
+    /// Units to stop in degraded mode, after the stop actions (`[degraded]
+    /// stop_services`).
     pub stop_units: &'a [String],
     /// Decide and explain, change nothing.
     pub dry_run: bool,
@@ -106,6 +120,22 @@ pub fn run_check(
     state_file: &StateFile,
     opts: &CheckOptions,
 ) -> Result<CheckReport> {
+    // One lock around reading, deciding and acting: a second check (the
+    // deadline, an admin) waits, then decides from what this one wrote.
+    // A lock that cannot be made at all (a broken /run) does not keep a
+    // failed trial booted: the check goes on without it and says so.
+    let mut notes = Vec::new();
+    let _lock = match opts.dry_run {
+        true => None,
+        false => match state_file.lock() {
+            Ok(l) => Some(l),
+            Err(e) if e.is::<LockHeld>() => return Err(e).code(Code::Runtime),
+            Err(e) => {
+                notes.push(format!("warning: {e:#}; deciding without the lock"));
+                None
+            }
+        },
+    };
     let state = env
         .load()
         .context("reading the boot environment")
@@ -128,43 +158,27 @@ pub fn run_check(
     };
 
     // The state file: what the early phase of this boot decided. When it
-    // cannot be trusted (corrupt, unreadable), the early result is unknown
-    // and a late pass promotes nothing.
-    let mut notes = Vec::new();
-    let lock = if opts.dry_run {
-        None
-    } else {
-        match state_file.lock() {
-            Ok(l) => Some(l),
-            Err(e) => {
-                notes.push(format!("warning: {e:#}"));
+    // cannot be trusted (not interpretable by this version, unreadable),
+    // the early result is unknown, a late pass promotes nothing, and the
+    // file is left as it is.
+    let mut saved = match state_file.load() {
+        Ok(l) => match l.unusable {
+            None => Some(l.value),
+            Some(u) => {
+                notes.push(format!("warning: {u}; the early phase's result is unknown"));
                 None
             }
-        }
-    };
-    let loaded = match (&lock, opts.dry_run) {
-        (None, false) => Err(anyhow!("the state file could not be locked")),
-        _ => state_file.load(!opts.dry_run, opts.now),
-    };
-    let (mut saved, trusted) = match loaded {
-        Ok(l) => {
-            let trusted = l.corrupt.is_none();
-            if let Some(c) = l.corrupt {
-                notes.push(format!("warning: {c}"));
-            }
-            (Some(l.value), trusted)
-        }
+        },
         Err(e) => {
             notes.push(format!(
                 "warning: {e:#}; the early phase's result is unknown and the state file is left alone"
             ));
-            (None, false)
+            None
         }
     };
     let early = match (&saved, opts.report.phase) {
         (_, Phase::Early) => EarlyPhase::NotRun,
         (None, Phase::Late) => EarlyPhase::Unknown,
-        (Some(_), Phase::Late) if !trusted => EarlyPhase::Unknown,
         (Some(s), Phase::Late) => match s.early_verdict(opts.boot_id) {
             None => EarlyPhase::NotRun,
             Some(Verdict::Pass) => EarlyPhase::Passed,
@@ -192,12 +206,11 @@ pub fn run_check(
         return Ok(report);
     }
 
-    let d = &report.decision;
     let mut problems: Vec<anyhow::Error> = Vec::new();
     // 0. This phase's verdict for this boot, so that a later phase of the
     //    same boot knows it even if a step below fails.
     if let Some(s) = saved.as_mut() {
-        let verdict = if d.verdict == BootVerdict::Pass {
+        let verdict = if report.decision.verdict == BootVerdict::Pass {
             Verdict::Pass
         } else {
             Verdict::Fail
@@ -210,8 +223,9 @@ pub fn run_check(
             )));
         }
     }
+    let recorded = saved.clone();
     // 1. Default subvolume.
-    if let Some(to) = &d.set_default {
+    if let Some(to) = &report.decision.set_default {
         if let Err(e) = snapshots.set_default(to.id) {
             let e = e.context(format!(
                 "making {} (ID {}) the default subvolume",
@@ -220,57 +234,85 @@ pub fn run_check(
             return Err(with_problems(e, &problems)).code(Code::Snapshot);
         }
     }
-    // 2. Boot environment.
-    let changes = d.state.diff(&state);
+    // 2. Boot environment. A failed write (a full ESP) does not silence
+    //    the records and alerts below; see `env_write_failed`.
+    let changes = report.decision.state.diff(&state);
+    let mut env_failed = None;
     if !changes.is_empty() {
-        if let Err(e) = env.store(&changes) {
-            let e = e.context("writing the boot environment");
-            return Err(with_problems(e, &problems)).code(Code::BootEnv);
+        match env.store(&changes) {
+            Ok(()) => {
+                if let Some(s) = saved.as_mut() {
+                    s.boot_env_failure = None;
+                }
+            }
+            Err(e) => {
+                let e = e.context("writing the boot environment");
+                let text = format!("{e:#}");
+                env_write_failed(&mut report, &state, &text);
+                if let Some(s) = saved.as_mut() {
+                    s.boot_env_failure = Some(EnvFailure {
+                        time: opts.now,
+                        error: text,
+                        during: report.decision.explanation.join("; "),
+                        extra: Default::default(),
+                    });
+                }
+                env_failed = Some(e);
+            }
         }
     }
-    log_decision(&report);
+    log_decision(&report, opts.report.phase);
+    let d = &report.decision;
 
-    // 3. History and state.
-    match history.append(&d.events, opts.now, Some(opts.boot_id)) {
-        Ok(Some(c)) => report.notes.push(format!("warning: {c}")),
-        Ok(None) => {}
-        Err(e) => problems.push(e.context(format!(
+    // 3. Degraded mode: the plugins' stop actions, then the configured
+    //    units, recorded in the degraded event of the history.
+    let mut events = d.events.clone();
+    if let Action::EnterDegraded { .. } = &d.action {
+        let done = actions.enter_degraded(opts.stop_actions, opts.stop_units);
+        problems.extend(done.problems());
+        for r in &done.stop_actions {
+            report.notes.push(match (r.result.is_failure(), &r.reason) {
+                (false, _) => format!("degraded mode: stop action of {} done", r.name),
+                (true, why) => format!(
+                    "degraded mode: stop action of {} failed: {}",
+                    r.name,
+                    why.as_deref().unwrap_or("failed")
+                ),
+            });
+        }
+        if let Some(ev) = events.iter_mut().find(|e| e.kind == EventKind::Degraded) {
+            ev.probes = done.stop_actions;
+        }
+    }
+    //    History and state.
+    if let Err(e) = history.append(&events, opts.now, Some(opts.boot_id)) {
+        problems.push(e.context(format!(
             "recording the history in {}",
             history.path().display()
-        ))),
+        )));
     }
     if let Some(s) = saved.as_mut() {
-        let before = s.degraded.clone();
         if let Action::EnterDegraded { reason } = &d.action {
             let since = s.degraded.as_ref().map_or(opts.now, |g| g.since);
             s.degraded = Some(Degraded {
                 since,
                 reason: reason.clone(),
                 snapshot: report.booted.clone(),
+                extra: Default::default(),
             });
         } else if d.clears_degraded {
             s.degraded = None;
         }
-        if s.degraded != before {
+        if Some(&*s) != recorded.as_ref() {
             if let Err(e) = state_file.save(s) {
                 problems.push(e.context(format!(
-                    "saving the degraded flag in {}",
+                    "saving the degraded flag and the boot environment's state in {}",
                     state_file.path().display()
                 )));
             }
         }
     }
-    // 4. Degraded mode and alerts.
-    if let Action::EnterDegraded { .. } = &d.action {
-        if !opts.stop_units.is_empty() {
-            if let Err(e) = actions.stop_units(opts.stop_units) {
-                problems.push(e.context(format!(
-                    "stopping units for degraded mode: {}",
-                    opts.stop_units.join(" ")
-                )));
-            }
-        }
-    }
+    // 4. Alerts.
     for alert in alerts(&report, opts.report) {
         if let Err(e) = actions.alert(&alert) {
             problems.push(e.context(format!("sending the {:?} alert", alert.kind)));
@@ -294,6 +336,9 @@ pub fn run_check(
         }
     }
 
+    if let Some(e) = env_failed {
+        return Err(with_problems(e, &problems)).code(Code::BootEnv);
+    }
     if problems.is_empty() {
         return Ok(report);
     }
@@ -304,6 +349,46 @@ pub fn run_check(
         list.len(),
         list.join("; ")
     ))
+}
+
+/// The boot environment could not be written (a full or read-only ESP):
+/// the decision stands where it does not depend on that write, and says
+/// so. A rollback still reboots: the default already names the known-good,
+/// and GRUB's own count of the trial's attempts (kept in place, needing no
+/// free space) bounds how often the trial is booted again. A retry reboot
+/// of a failing known-good is not made, since its count could not be
+/// saved: the system enters degraded mode instead. Every event but the
+/// verdict is marked as not in the boot environment.
+fn env_write_failed(report: &mut CheckReport, before: &BootState, error: &str) {
+    let booted = report.booted.clone();
+    let d = &mut report.decision;
+    if let Action::RetryReboot { .. } = d.action {
+        let reason = format!(
+            "known-good {} (ID {}) failed and the boot environment cannot be written ({error}), so a retry reboot could not be counted; not rebooting",
+            booted.path, booted.id
+        );
+        d.events.retain(|e| e.kind != EventKind::RetryReboot);
+        let mut e = NewEvent::new(EventKind::Degraded, Some(booted), reason.clone());
+        e.phase = d.events.first().and_then(|v| v.phase);
+        d.events.push(e);
+        d.explanation
+            .push(format!("entering degraded mode instead: {reason}"));
+        d.action = Action::EnterDegraded { reason };
+        return;
+    }
+    for e in d.events.iter_mut().filter(|e| e.kind != EventKind::Verdict) {
+        e.reason.push_str(&format!(
+            " (the boot environment could not be written: {error})"
+        ));
+    }
+    let mut say = format!("the boot environment could not be written: {error}");
+    if let (Action::RollBack { .. }, Some(t)) = (&d.action, &before.trial) {
+        say.push_str(&format!(
+            "; {} stays armed there, and GRUB's remaining {} attempt(s) bound how often it is booted again",
+            t.path, before.tries
+        ));
+    }
+    d.explanation.push(say);
 }
 
 /// A critical step's error, with the earlier failures that did not stop the
@@ -372,45 +457,42 @@ fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
     out
 }
 
-fn log_decision(report: &CheckReport) {
+/// The journal entries of a decision: the verdict of every phase, and the
+/// promotion. Rollbacks, GRUB fall-backs and degraded mode are alerts: the
+/// alert's journal channel logs them, once.
+fn log_decision(report: &CheckReport, phase: Phase) {
     let d = &report.decision;
     let snapshot = report.booted.path.as_str();
+    let verdict = match d.verdict {
+        BootVerdict::Pass => "pass",
+        BootVerdict::Fail => "fail",
+        BootVerdict::Unconfirmed => "unconfirmed",
+    };
     let text = d.explanation.join("; ");
-    if d.fallback.is_some() {
-        tracing::warn!(
-            MESSAGE_ID = message_id::GRUB_FALLBACK,
-            SNAPSHOT = snapshot,
-            "{text}"
-        );
-    }
-    match &d.action {
-        Action::Promote { .. } => {
-            tracing::info!(
-                MESSAGE_ID = message_id::PROMOTED,
-                SNAPSHOT = snapshot,
-                "{text}"
-            )
-        }
-        Action::RollBack { .. } => {
-            tracing::warn!(
-                MESSAGE_ID = message_id::ROLLBACK,
-                SNAPSHOT = snapshot,
-                "{text}"
-            )
-        }
-        Action::EnterDegraded { .. } => {
-            tracing::error!(
-                MESSAGE_ID = message_id::DEGRADED,
-                SNAPSHOT = snapshot,
-                "{text}"
-            )
-        }
-        Action::RetryReboot { .. } | Action::Nothing => {
-            tracing::info!(
+    macro_rules! verdict_entry {
+        ($level:ident) => {
+            tracing::$level!(
                 MESSAGE_ID = message_id::VERDICT,
                 SNAPSHOT = snapshot,
+                PHASE = phase.as_str(),
+                VERDICT = verdict,
                 "{text}"
             )
-        }
+        };
+    }
+    if d.verdict == BootVerdict::Pass {
+        verdict_entry!(info);
+    } else {
+        verdict_entry!(warn);
+    }
+    if let Action::Promote { snapshot } = &d.action {
+        tracing::info!(
+            MESSAGE_ID = message_id::PROMOTED,
+            SNAPSHOT = snapshot.path.as_str(),
+            PHASE = phase.as_str(),
+            VERDICT = verdict,
+            "{} passed its health checks and is now known-good",
+            snapshot.path
+        );
     }
 }

@@ -13,7 +13,7 @@ use crate::verdict::{Phase, Severity};
 
 use super::manifest::{self, Stop};
 use super::probe::{Check, Kind, Probe};
-use super::safety;
+use super::safety::{self, Trust};
 
 /// A plugin masked by a symlink to `/dev/null`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +52,40 @@ pub fn valid_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.@:".contains(c))
+}
+
+/// Names that are never plugins, scripts or hooks, as systemd skips them in
+/// its `.d` directories: hidden files (editor locks such as `.#name.toml`),
+/// backups (`name~`, `#name#`, `.bak`, `.old`, `.swp`) and package
+/// managers' leftovers (`.dpkg-old`, `.dpkg-new`, `.dpkg-dist`, `.rpmnew`,
+/// `.rpmsave`, `.ucf-dist`, ...). See `docs/plugins.md`.
+pub fn ignored_name(path: &Path) -> bool {
+    let Some(name) = path.file_name() else {
+        return true;
+    };
+    let name = name.to_string_lossy();
+    const SUFFIXES: [&str; 19] = [
+        "~",
+        ".rpmnew",
+        ".rpmsave",
+        ".rpmorig",
+        ".dpkg-old",
+        ".dpkg-new",
+        ".dpkg-tmp",
+        ".dpkg-dist",
+        ".dpkg-bak",
+        ".dpkg-backup",
+        ".dpkg-remove",
+        ".ucf-new",
+        ".ucf-old",
+        ".ucf-dist",
+        ".swp",
+        ".bak",
+        ".old",
+        ".new",
+        "#",
+    ];
+    name.starts_with('.') || name.starts_with('#') || SUFFIXES.iter().any(|s| name.ends_with(s))
 }
 
 /// The vendor and admin plugin directories under `root`.
@@ -144,28 +178,30 @@ fn add(
     }
     seen.insert(probe.name.clone(), probe.origin.clone());
     if !cfg.insecure_ok {
-        let mut files = vec![probe.origin.clone()];
-        for c in &probe.checks {
-            if let Check::Exec(argv) = c {
-                files.push(PathBuf::from(&argv[0]));
+        let trust = Trust::RootOnly {
+            below: root.dir(),
+            names: safety::PLUGIN,
+        };
+        let mut refused = safety::check_path(&probe.origin, root.dir(), safety::PLUGIN).err();
+        let commands = probe.checks.iter().filter_map(|c| match c {
+            Check::Exec(argv) => Some(argv),
+            _ => None,
+        });
+        for argv in commands.chain(probe.stop.as_ref()) {
+            if refused.is_some() {
+                break;
             }
+            // A program that does not exist yet fails when run, in its
+            // phase; it is checked again then, by descriptor.
+            refused = safety::check_command(argv, trust).err();
         }
-        if let Some(stop) = &probe.stop {
-            files.push(PathBuf::from(&stop[0]));
-        }
-        for f in files {
-            // A program that does not exist fails when run, in its phase.
-            if f != probe.origin && !f.exists() {
-                continue;
-            }
-            if let Err(reason) = safety::check_path(&f, root.dir()) {
-                found.broken.push(Broken {
-                    name: probe.name,
-                    file: f,
-                    reason,
-                });
-                return;
-            }
+        if let Some(reason) = refused {
+            found.broken.push(Broken {
+                name: probe.name,
+                file: probe.origin,
+                reason,
+            });
+            return;
         }
     }
     found.probes.push(probe);
@@ -189,6 +225,9 @@ fn executables(dir: &Path, found: &mut Discovered) -> Vec<PathBuf> {
     };
     for entry in entries.flatten() {
         let p = entry.path();
+        if ignored_name(&p) {
+            continue;
+        }
         if std::fs::metadata(&p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) {
             out.push(p);
         }
@@ -221,7 +260,7 @@ fn plugins(
         };
         for entry in entries.flatten() {
             let p = entry.path();
-            if p.extension().is_none_or(|x| x != "toml") {
+            if ignored_name(&p) || p.extension().is_none_or(|x| x != "toml") {
                 continue;
             }
             let Some(name) = p.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
@@ -242,6 +281,16 @@ fn plugins(
             (None, None) => continue,
         };
         if is_mask(&file) {
+            // A mask turns a probe off: it must be root's like a manifest.
+            let refused = if cfg.insecure_ok {
+                None
+            } else {
+                safety::check_link(&file, root.dir(), safety::PLUGIN).err()
+            };
+            if let Some(reason) = refused {
+                found.broken.push(Broken { name, file, reason });
+                continue;
+            }
             found.masked.push(Masked {
                 name,
                 file,
@@ -267,7 +316,7 @@ fn plugins(
                 let reason = if cfg.insecure_ok {
                     reason
                 } else {
-                    safety::check_path(&file, root.dir())
+                    safety::check_path(&file, root.dir(), safety::PLUGIN)
                         .err()
                         .unwrap_or(reason)
                 };
@@ -366,5 +415,27 @@ mod tests {
         assert!(!valid_name(".hidden"));
         assert!(!valid_name("a b"));
         assert!(!valid_name("a/b"));
+    }
+
+    #[test]
+    fn debris_is_ignored() {
+        for name in [
+            ".#ok.toml",
+            ".hidden",
+            "ok.toml~",
+            "#ok.toml#",
+            "ok.toml.dpkg-old",
+            "ok.toml.dpkg-new",
+            "ok.toml.dpkg-dist",
+            "ok.toml.rpmnew",
+            "ok.toml.rpmsave",
+            "ok.toml.swp",
+            "x.ucf-dist",
+        ] {
+            assert!(ignored_name(Path::new(name)), "{name}");
+        }
+        for name in ["ok.toml", "10-page-oncall", "notify.sh", "db@main.v2.toml"] {
+            assert!(!ignored_name(Path::new(name)), "{name}");
+        }
     }
 }

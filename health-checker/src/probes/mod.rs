@@ -3,11 +3,12 @@
 //! parallel runner, built-in checks and degraded-mode stop actions.
 //!
 //! The engine calls [`run_phase`] (or [`check_phase`], which also loads the
-//! configuration) and [`run_stop_actions`].
+//! configuration); degraded mode runs the [`stop_actions`].
 
 pub mod builtin;
 pub mod capture;
 pub mod discovery;
+pub mod display;
 pub mod manifest;
 pub mod probe;
 pub mod process;
@@ -25,7 +26,7 @@ use crate::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Severity};
 
 pub use discovery::{discover, Discovered};
 pub use probe::{Check, Kind, Probe};
-pub use stop::run_stop_actions;
+pub use stop::{run_stop_actions, stop_actions, StopAction};
 
 /// What probes are told about the boot, and where the built-ins look. The
 /// caller (the engine) fills it in.

@@ -1,22 +1,29 @@
-//! Running one command as a probe: its own process group, a timeout that
-//! kills the whole group (SIGTERM, then SIGKILL after a grace period), and
-//! capped output read in a thread, so that a probe that ignores SIGTERM,
-//! prints without end or leaves children holding its output pipe cannot
-//! stall the checker.
+//! The one process supervisor: probes, stop actions, alert hooks and `wall`
+//! all run through [`run`]. Each command runs from a descriptor opened and
+//! checked by [`super::safety`] (so what was checked is what runs), in its
+//! own process group, with optional input on standard input, a timeout that
+//! kills the whole group and the process itself (SIGTERM, then SIGKILL after
+//! a grace period), a sweep of what it left behind (`HC_RUN_ID`), and capped
+//! output read in a thread. A command that ignores SIGTERM, prints without
+//! end, does not read its input, leaves children holding its output pipe or
+//! moves itself to another process group cannot stall the checker: no wait
+//! here is without a bound.
 
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::OFlag;
-use nix::sys::signal::{killpg, Signal};
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::capture::Capture;
+use super::safety::{self, Trust};
 
 /// How to run a command.
 #[derive(Debug, Clone)]
@@ -27,6 +34,10 @@ pub struct RunSpec<'a> {
     pub timeout: Duration,
     pub kill_grace: Duration,
     pub output_limit: usize,
+    /// Written to standard input (then closed); `None`: `/dev/null`.
+    pub input: Option<&'a [u8]>,
+    /// Who may own the program and the files its arguments name.
+    pub trust: Trust<'a>,
 }
 
 /// How a command ended.
@@ -37,7 +48,11 @@ pub enum Ended {
     Signaled(i32),
     /// Still running at the timeout; its group was killed.
     TimedOut,
-    /// It could not be started.
+    /// Still running at the timeout and not gone after SIGKILL and the
+    /// grace period (it left its process group, or hangs in the kernel):
+    /// reported and no longer waited for.
+    Abandoned,
+    /// It could not be started, or was refused.
     SpawnFailed(String),
 }
 
@@ -47,6 +62,47 @@ pub struct Run {
     pub ended: Ended,
     pub output: String,
     pub duration: Duration,
+    /// The time limit it had.
+    pub timeout: Duration,
+}
+
+impl Run {
+    /// `Ok` when the command exited 0; otherwise an error naming `what`, how
+    /// it ended and the last lines of its output.
+    pub fn success(&self, what: &str) -> anyhow::Result<()> {
+        let tail = last_lines(&self.output, 5);
+        let tail = if tail.is_empty() {
+            tail
+        } else {
+            format!(": {tail}")
+        };
+        match &self.ended {
+            Ended::Exited(0) => Ok(()),
+            Ended::Exited(c) => anyhow::bail!("{what} failed: exit status: {c}{tail}"),
+            Ended::Signaled(s) => {
+                anyhow::bail!("{what} failed: killed by {}{tail}", signal_name(*s))
+            }
+            Ended::TimedOut => anyhow::bail!(
+                "{what} did not finish within {} and was killed",
+                crate::config::format_duration(self.timeout)
+            ),
+            Ended::Abandoned => anyhow::bail!(
+                "{what} did not finish within {}, did not end when killed and was abandoned",
+                crate::config::format_duration(self.timeout)
+            ),
+            Ended::SpawnFailed(why) => anyhow::bail!("starting {what}: {why}"),
+        }
+    }
+}
+
+/// The last `n` non-empty lines of `text`, joined with ` / `.
+pub fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join(" / ")
 }
 
 /// The variable that marks every process of one probe run, so that those
@@ -74,17 +130,27 @@ fn new_run_id() -> String {
 /// waited for longer than this.
 const DRAIN: Duration = Duration::from_millis(300);
 
-/// Run `spec` to its end.
+/// Default time between SIGTERM and SIGKILL for programs that have no
+/// configured grace (alert hooks, `wall`).
+pub const KILL_GRACE: Duration = Duration::from_secs(2);
+
+/// Spawns that hand a program's descriptor to the child hold this, so the
+/// descriptor (inheritable for that moment) reaches no other child.
+static SPAWN: Mutex<()> = Mutex::new(());
+
+/// Run `spec` to its end, or to its timeout plus twice the grace at most.
 pub fn run(spec: &RunSpec<'_>) -> Run {
     let start = Instant::now();
     let failed = |why: String| Run {
         ended: Ended::SpawnFailed(why),
         output: String::new(),
         duration: start.elapsed(),
+        timeout: spec.timeout,
     };
-    if spec.argv.is_empty() {
-        return failed("empty command".into());
-    }
+    let program = match safety::open_command(spec.argv, spec.trust) {
+        Ok(fd) => fd,
+        Err(why) => return failed(why),
+    };
     let (reader, writer) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => return failed(format!("creating output pipe: {e}")),
@@ -93,9 +159,20 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
         Ok(w) => w,
         Err(e) => return failed(format!("duplicating output pipe: {e}")),
     };
-    let mut cmd = Command::new(&spec.argv[0]);
-    cmd.args(&spec.argv[1..])
-        .stdin(Stdio::null())
+    let input = match spec.input {
+        None => None,
+        Some(bytes) => match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+            Ok((r, w)) => Some((r, w, bytes.to_vec())),
+            Err(e) => return failed(format!("creating input pipe: {e}")),
+        },
+    };
+    // The program runs from its descriptor: `/proc/self/fd/N` in the child
+    // is the file checked above, whatever its path names by now. A script's
+    // interpreter opens that same name, so the descriptor stays open across
+    // the exec (`$0` of a script is `/proc/self/fd/N`).
+    let mut cmd = Command::new(format!("/proc/self/fd/{}", program.as_raw_fd()));
+    cmd.arg0(&spec.argv[0])
+        .args(&spec.argv[1..])
         .stdout(Stdio::from(writer))
         .stderr(Stdio::from(writer2))
         .process_group(0);
@@ -110,8 +187,26 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
     }
     let run_id = new_run_id();
     cmd.env(RUN_ID_VAR, &run_id);
-    let spawned = cmd.spawn();
-    // Our copies of the write end go with the command, so EOF is seen once
+    let mut feed = None;
+    match input {
+        None => {
+            cmd.stdin(Stdio::null());
+        }
+        Some((r, w, bytes)) => {
+            cmd.stdin(Stdio::from(r));
+            feed = Some((w, bytes));
+        }
+    }
+    let spawned = {
+        let _one_at_a_time = SPAWN.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = fcntl(program.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())) {
+            return failed(format!("cannot run {}: {e}", spec.argv[0]));
+        }
+        let spawned = cmd.spawn();
+        drop(program);
+        spawned
+    };
+    // Our copies of the pipe ends go with the command, so EOF is seen once
     // the probe's processes are gone.
     drop(cmd);
     let mut child = match spawned {
@@ -119,6 +214,17 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
         Err(e) => return failed(format!("cannot run {}: {e}", spec.argv[0])),
     };
     let pid = Pid::from_raw(child.id() as i32);
+    if let Some((w, bytes)) = feed {
+        // Detached: a program that does not read its input only blocks this
+        // thread, until it is killed (then the write fails with EPIPE).
+        let mut w = std::fs::File::from(w);
+        std::thread::Builder::new()
+            .name(format!("input-{pid}"))
+            .spawn(move || {
+                let _ = w.write_all(&bytes);
+            })
+            .ok();
+    }
 
     let capture = Arc::new(Mutex::new(Capture::new(spec.output_limit)));
     let eof = Arc::new(AtomicBool::new(false));
@@ -145,20 +251,31 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
             .ok();
     }
 
-    let deadline = start + spec.timeout;
     let mut timed_out = false;
-    if !wait_exit(pid, Some(deadline)) {
+    let mut abandoned = false;
+    if !wait_exit(pid, later(spec.timeout)) {
         timed_out = true;
+        // The process itself too: it may have left its group.
         let _ = killpg(pid, Signal::SIGTERM);
-        if !wait_exit(pid, Some(Instant::now() + spec.kill_grace)) {
+        let _ = kill(pid, Signal::SIGTERM);
+        if !wait_exit(pid, later(spec.kill_grace)) {
             let _ = killpg(pid, Signal::SIGKILL);
-            wait_exit(pid, None);
+            let _ = kill(pid, Signal::SIGKILL);
+            abandoned = !wait_exit(pid, later(spec.kill_grace.max(DRAIN)));
         }
     }
     // The leader has exited but is not reaped yet, so the group's ID cannot
     // be reused: kill whatever it left behind.
     let _ = killpg(pid, Signal::SIGKILL);
-    let status = child.wait();
+    let status = if abandoned {
+        tracing::warn!(
+            "{} (pid {pid}) did not end after SIGKILL; abandoned",
+            spec.argv[0]
+        );
+        None
+    } else {
+        Some(child.wait())
+    };
     // And whatever left the group but still carries the run's mark.
     let swept = sweep(&run_id);
     if swept > 0 {
@@ -173,22 +290,21 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
         std::thread::sleep(Duration::from_millis(5));
     }
     let output = lock(&capture).text();
-    let ended = if timed_out {
-        Ended::TimedOut
-    } else {
-        match status {
-            Ok(s) => match (s.code(), s.signal()) {
-                (Some(c), _) => Ended::Exited(c),
-                (None, Some(sig)) => Ended::Signaled(sig),
-                (None, None) => Ended::SpawnFailed(format!("unknown status {s:?}")),
-            },
-            Err(e) => Ended::SpawnFailed(format!("waiting for {}: {e}", spec.argv[0])),
-        }
+    let ended = match status {
+        None => Ended::Abandoned,
+        Some(_) if timed_out => Ended::TimedOut,
+        Some(Ok(s)) => match (s.code(), s.signal()) {
+            (Some(c), _) => Ended::Exited(c),
+            (None, Some(sig)) => Ended::Signaled(sig),
+            (None, None) => Ended::SpawnFailed(format!("unknown status {s:?}")),
+        },
+        Some(Err(e)) => Ended::SpawnFailed(format!("waiting for {}: {e}", spec.argv[0])),
     };
     Run {
         ended,
         output,
         duration: start.elapsed(),
+        timeout: spec.timeout,
     }
 }
 
@@ -243,9 +359,17 @@ fn lock(c: &Mutex<Capture>) -> std::sync::MutexGuard<'_, Capture> {
     c.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// `d` from now; durations too large for the clock are a day (they are
+/// bounded where they are read; this keeps a bad value from panicking).
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400))
+}
+
 /// Wait until `pid` has exited, without reaping it; `false` if `until`
 /// passed first.
-fn wait_exit(pid: Pid, until: Option<Instant>) -> bool {
+fn wait_exit(pid: Pid, until: Instant) -> bool {
     let mut nap = Duration::from_millis(1);
     loop {
         match waitid(
@@ -258,7 +382,7 @@ fn wait_exit(pid: Pid, until: Option<Instant>) -> bool {
             // ECHILD: already reaped; nothing to wait for.
             Err(_) => return true,
         }
-        if until.is_some_and(|u| Instant::now() >= u) {
+        if Instant::now() >= until {
             return false;
         }
         std::thread::sleep(nap);
@@ -285,6 +409,8 @@ mod tests {
             timeout: Duration::from_millis(timeout_ms),
             kill_grace: Duration::from_millis(200),
             output_limit: limit,
+            input: None,
+            trust: Trust::Any,
         })
     }
 
@@ -315,6 +441,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             kill_grace: Duration::from_secs(1),
             output_limit: 10,
+            input: None,
+            trust: Trust::Any,
         });
         match r.ended {
             Ended::SpawnFailed(why) => {
@@ -322,6 +450,38 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn sh_with_input(script: &str, input: &[u8], timeout_ms: u64) -> Run {
+        let argv = vec!["/bin/sh".to_string(), "-c".into(), script.into()];
+        run(&RunSpec {
+            argv: &argv,
+            env: &[],
+            timeout: Duration::from_millis(timeout_ms),
+            kill_grace: Duration::from_millis(200),
+            output_limit: 1000,
+            input: Some(input),
+            trust: Trust::Any,
+        })
+    }
+
+    #[test]
+    fn input_reaches_the_program() {
+        let r = sh_with_input("cat; echo; echo oops >&2; exit 3", b"hello", 5000);
+        assert_eq!(r.ended, Ended::Exited(3));
+        assert_eq!(r.output, "hello\noops\n");
+        let e = r.success("hook x").unwrap_err().to_string();
+        assert_eq!(e, "hook x failed: exit status: 3: hello / oops");
+    }
+
+    #[test]
+    fn unread_input_and_endless_output_do_not_block() {
+        let big = vec![b'x'; 1 << 20];
+        let started = Instant::now();
+        let r = sh_with_input("head -c 3000000 /dev/zero | tr '\\0' y", &big, 20_000);
+        assert_eq!(r.ended, Ended::Exited(0));
+        assert!(r.output.contains("bytes of output dropped"), "{}", r.output);
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 
     #[test]

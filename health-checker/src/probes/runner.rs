@@ -14,6 +14,7 @@ use crate::verdict::{Outcome, ProbeResult, Severity};
 use super::builtin::{self, Part};
 use super::probe::{Check, Probe};
 use super::process::{self, Ended, RunSpec};
+use super::safety::{self, Trust};
 use super::ProbeContext;
 
 /// Exit code meaning "not applicable here".
@@ -28,6 +29,20 @@ pub fn run_probes(
     probes: &[Probe],
     known: &HashSet<String>,
     ctx: &ProbeContext,
+) -> Vec<ProbeResult> {
+    schedule(config.probes.parallel, probes, known, |p| {
+        run_one(root, config, p, ctx)
+    })
+}
+
+/// Run `probes` with `run_probe`, at most `parallel` at a time, in the
+/// order `after` asks. A probe whose run panics is an error result; the
+/// others still run and nothing waits for it.
+fn schedule(
+    parallel: usize,
+    probes: &[Probe],
+    known: &HashSet<String>,
+    run_probe: impl Fn(&Probe) -> ProbeResult + Sync,
 ) -> Vec<ProbeResult> {
     let n = probes.len();
     let (deps, mut errors) = plan(probes, known);
@@ -63,7 +78,7 @@ pub fn run_probes(
         waiting,
     });
     let wake = Condvar::new();
-    let workers = config.probes.parallel.max(1).min(runnable.len().max(1));
+    let workers = parallel.max(1).min(runnable.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
@@ -79,7 +94,10 @@ pub fn run_probes(
                         st = wake.wait(st).unwrap_or_else(|p| p.into_inner());
                     }
                 };
-                let r = run_one(root, config, &probes[i], ctx);
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run_probe(&probes[i])
+                }))
+                .unwrap_or_else(|panic| panicked(&probes[i], panic.as_ref()));
                 let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
                 st.results[i] = Some(r);
                 st.left -= 1;
@@ -111,6 +129,25 @@ pub fn run_probes(
             })
         })
         .collect()
+}
+
+/// The result of a probe whose run panicked (a bug): an error, whatever the
+/// probe's severity.
+fn panicked(probe: &Probe, panic: &(dyn std::any::Any + Send)) -> ProbeResult {
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".into());
+    tracing::error!(PROBE = %probe.name, "internal error running probe {}: {why}", probe.name);
+    ProbeResult {
+        name: probe.name.clone(),
+        severity: Severity::Required,
+        result: Outcome::Error,
+        duration_ms: 0,
+        reason: Some(format!("internal error while running the probe: {why}")),
+        output: String::new(),
+    }
 }
 
 struct Sched {
@@ -330,6 +367,8 @@ fn exec_part(
         timeout,
         kill_grace: config.probes.kill_grace.get(),
         output_limit: config.probes.output_limit,
+        input: None,
+        trust: trust(root, config),
     });
     let last = run
         .output
@@ -353,12 +392,32 @@ fn exec_part(
                 crate::config::format_duration(probe.timeout)
             )),
         ),
+        Ended::Abandoned => (
+            Outcome::Timeout,
+            Some(format!(
+                "timed out after {} and did not end when killed; abandoned",
+                crate::config::format_duration(probe.timeout)
+            )),
+        ),
         Ended::SpawnFailed(why) => (Outcome::Error, Some(why)),
     };
     Part {
         outcome,
         reason,
         output: run.output,
+    }
+}
+
+/// Who may own what probes and stop actions run: root only, unless
+/// `probes.insecure_ok`.
+pub fn trust<'a>(root: &'a Root, config: &Config) -> Trust<'a> {
+    if config.probes.insecure_ok {
+        Trust::Any
+    } else {
+        Trust::RootOnly {
+            below: root.dir(),
+            names: safety::PLUGIN,
+        }
     }
 }
 
@@ -374,9 +433,9 @@ fn cap(text: String, limit: usize) -> String {
 
 fn log(r: &ProbeResult) {
     for line in r.output.lines() {
-        tracing::info!(PROBE = %r.name, "{line}");
+        tracing::info!(PROBE = %r.name, "{}", super::display::printable(line));
     }
-    let reason = r.reason.as_deref().unwrap_or("");
+    let reason = super::display::one_line(r.reason.as_deref().unwrap_or(""));
     match r.result {
         Outcome::Pass | Outcome::Skip => tracing::info!(
             PROBE = %r.name, RESULT = ?r.result, DURATION_MS = r.duration_ms,
@@ -386,5 +445,63 @@ fn log(r: &ProbeResult) {
             PROBE = %r.name, RESULT = ?r.result, DURATION_MS = r.duration_ms,
             "probe {}: {:?}: {reason}", r.name, r.result
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::Phase;
+
+    fn probe(name: &str, after: &[&str]) -> Probe {
+        Probe {
+            name: name.into(),
+            description: String::new(),
+            phase: Phase::Early,
+            severity: Severity::Wanted,
+            timeout: Duration::from_secs(1),
+            checks: Vec::new(),
+            stop: None,
+            after: after.iter().map(|a| a.to_string()).collect(),
+            kind: super::super::Kind::Plugin,
+            origin: format!("/{name}.toml").into(),
+            overrides: None,
+        }
+    }
+
+    #[test]
+    fn a_probe_whose_run_panics_is_an_error_and_the_others_still_run() {
+        let probes = [
+            probe("boom", &[]),
+            probe("ok", &[]),
+            probe("later", &["ok"]),
+        ];
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = schedule(2, &probes, &HashSet::new(), |p| {
+                if p.name == "boom" {
+                    panic!("deliberate failure");
+                }
+                ProbeResult {
+                    name: p.name.clone(),
+                    severity: p.severity,
+                    result: Outcome::Pass,
+                    duration_ms: 0,
+                    reason: None,
+                    output: String::new(),
+                }
+            });
+            let _ = tx.send(r);
+        });
+        let r = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the runner hung after a probe's thread panicked");
+        assert_eq!(r[0].result, Outcome::Error);
+        assert_eq!(r[0].severity, Severity::Required);
+        assert_eq!(
+            r[0].reason.as_deref(),
+            Some("internal error while running the probe: deliberate failure")
+        );
+        assert_eq!((r[1].result, r[2].result), (Outcome::Pass, Outcome::Pass));
     }
 }

@@ -4,7 +4,8 @@
 //! The snapshot store uses it to find, for the btrfs filesystem of the root
 //! acted on, every place where it is mounted: to read files of a subvolume
 //! that is not the booted one (snapper's `info.xml`), and to find a writable
-//! mount when the root itself is read-only.
+//! mount when the root itself is read-only. The fstab check compares fstab
+//! with it. This is the one parser of the format.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -40,6 +41,14 @@ impl Mount {
     /// both `rw`).
     pub fn writable(&self) -> bool {
         has_option(&self.mount_options, "rw") && has_option(&self.super_options, "rw")
+    }
+
+    /// The value of the filesystem option `key=value` (`subvol`,
+    /// `subvolid`), if set.
+    pub fn super_option(&self, key: &str) -> Option<&str> {
+        self.super_options
+            .split(',')
+            .find_map(|o| o.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
     }
 }
 
@@ -83,8 +92,9 @@ fn parse_line(line: &str) -> anyhow::Result<Mount> {
     })
 }
 
-/// Undo the kernel's octal escapes (`\040` for a space, `\134` for `\`).
-fn unescape(s: &str) -> String {
+/// Undo the kernel's octal escapes (`\040` for a space, `\134` for `\`),
+/// as `mountinfo` and fstab write them.
+pub fn unescape(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -6,3 +6,4 @@ pub mod btrfs;
 pub mod dbus;
 pub mod process;
 pub mod require;
+pub mod user;

@@ -341,7 +341,7 @@ fn plugin_problems(root: &Root, config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     for dir in discovery::plugin_dirs(root) {
         if dir.exists() {
-            if let Err(refusal) = safety::check_path(&dir, root.dir()) {
+            if let Err(refusal) = safety::check_path(&dir, root.dir(), safety::PLUGIN) {
                 out.push(refusal);
             }
         }

@@ -1,9 +1,11 @@
 //! Every mount in `<root>/etc/fstab` must be mounted, btrfs subvolumes
-//! included: compared with the kernel's mount table (`mountinfo` format).
+//! included: compared with the kernel's mount table (`mountinfo` format,
+//! read by `snapshots::mountinfo`, the one parser of it).
 
 use std::path::Path;
 
 use crate::paths::Root;
+use crate::snapshots::mountinfo::{self, unescape};
 
 use super::Part;
 
@@ -23,51 +25,6 @@ impl FstabEntry {
             .iter()
             .find_map(|o| o.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
     }
-}
-
-/// One mount from `/proc/self/mountinfo`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountInfo {
-    /// The path inside the filesystem that is mounted (a btrfs subvolume's
-    /// path, for btrfs).
-    pub fs_root: String,
-    pub mount_point: String,
-    pub fstype: String,
-    pub source: String,
-    pub super_options: Vec<String>,
-}
-
-impl MountInfo {
-    fn super_option(&self, key: &str) -> Option<&str> {
-        self.super_options
-            .iter()
-            .find_map(|o| o.strip_prefix(key).and_then(|r| r.strip_prefix('=')))
-    }
-}
-
-/// Undo fstab's and mountinfo's octal escapes (`\040` for a space).
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') as u32 * 64
-                + (b[i + 2] - b'0') as u32 * 8
-                + (b[i + 3] - b'0') as u32;
-            if let Ok(v) = u8::try_from(v) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The fstab entries that should be mounted at boot: not `noauto`, not
@@ -108,31 +65,6 @@ pub fn parse_fstab(text: &str) -> Result<Vec<FstabEntry>, String> {
     Ok(out)
 }
 
-/// Parse the kernel's mount table.
-pub fn parse_mountinfo(text: &str) -> Result<Vec<MountInfo>, String> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = || format!("line {}: not a mountinfo line: {line:?}", i + 1);
-        let (before, after) = line.split_once(" - ").ok_or_else(bad)?;
-        let pre: Vec<&str> = before.split(' ').collect();
-        let post: Vec<&str> = after.split(' ').collect();
-        if pre.len() < 6 || post.len() < 3 {
-            return Err(bad());
-        }
-        out.push(MountInfo {
-            fs_root: unescape(pre[3]),
-            mount_point: unescape(pre[4]),
-            fstype: post[0].to_string(),
-            source: unescape(post[1]),
-            super_options: post[2].split(',').map(str::to_string).collect(),
-        });
-    }
-    Ok(out)
-}
-
 fn norm(p: &str) -> String {
     let t = p.trim_end_matches('/');
     if t.is_empty() {
@@ -155,7 +87,7 @@ pub fn check_fstab(root: &Root, mountinfo: &Path) -> Part {
     };
     let mounts = match std::fs::read_to_string(mountinfo)
         .map_err(|e| e.to_string())
-        .and_then(|t| parse_mountinfo(&t))
+        .and_then(|t| mountinfo::parse(&t).map_err(|e| format!("{e:#}")))
     {
         Ok(m) => m,
         Err(e) => return Part::error(format!("reading {}: {e}", mountinfo.display())),
@@ -165,7 +97,11 @@ pub fn check_fstab(root: &Root, mountinfo: &Path) -> Part {
     for e in &entries {
         let target = norm(&root.join(&e.mount_point).to_string_lossy());
         // The last mount on a path is the one visible.
-        let Some(m) = mounts.iter().rev().find(|m| norm(&m.mount_point) == target) else {
+        let Some(m) = mounts
+            .iter()
+            .rev()
+            .find(|m| norm(&m.mount_point.to_string_lossy()) == target)
+        else {
             output.push_str(&format!("{}: not mounted\n", e.mount_point));
             bad.push(format!("{} is not mounted", e.mount_point));
             continue;
@@ -174,7 +110,7 @@ pub fn check_fstab(root: &Root, mountinfo: &Path) -> Part {
             let want = want.trim_matches('/');
             let have = m
                 .super_option("subvol")
-                .unwrap_or(&m.fs_root)
+                .unwrap_or(&m.root)
                 .trim_matches('/')
                 .to_string();
             if want != have {
@@ -206,10 +142,10 @@ pub fn check_fstab(root: &Root, mountinfo: &Path) -> Part {
         output.push_str(&format!(
             "{}: mounted ({} {}{})\n",
             e.mount_point,
-            m.fstype,
+            m.fs_type,
             m.source,
-            if m.fstype == "btrfs" {
-                format!(" {}", m.fs_root)
+            if m.fs_type == "btrfs" {
+                format!(" {}", m.root)
             } else {
                 String::new()
             }
@@ -311,7 +247,7 @@ UUID=1111 none swap sw 0 0
 
     #[test]
     fn bad_input_is_an_error_not_a_panic() {
-        assert!(parse_mountinfo("garbage\n").is_err());
+        assert!(mountinfo::parse("garbage\n").is_err());
         assert!(parse_fstab("onlyone\n").is_err());
         assert_eq!(unescape("a\\040b\\"), "a b\\");
         assert_eq!(unescape("\\777"), "\\777");

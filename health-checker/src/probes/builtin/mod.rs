@@ -5,7 +5,7 @@ mod fstab;
 mod space;
 mod units;
 
-pub use fstab::{check_fstab, parse_fstab, parse_mountinfo, FstabEntry, MountInfo};
+pub use fstab::{check_fstab, parse_fstab, FstabEntry};
 pub use space::check_min_free;
 pub use units::{check_failed_units, check_units, glob_match};
 

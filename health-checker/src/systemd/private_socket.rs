@@ -31,7 +31,7 @@ use anyhow::Context;
 use zbus::blocking::connection::Builder;
 use zbus::blocking::Connection;
 
-use super::dbus::CALL_TIMEOUT;
+use super::CALL_TIMEOUT;
 
 /// The largest message the D-Bus specification allows (128 MiB).
 const MAX_MESSAGE: usize = 128 * 1024 * 1024;
