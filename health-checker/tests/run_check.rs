@@ -477,7 +477,16 @@ fn an_unreadable_environment_changes_nothing_and_never_passes() {
         "{err:#}"
     );
     assert!(w.log().is_empty());
-    assert!(!w.history.path().exists(), "no pass recorded");
+    let events = history_json(&w);
+    assert_eq!(
+        events.len(),
+        1,
+        "the unjudged verdict is recorded: {events:?}"
+    );
+    assert!(
+        events[0].get("verdict").is_none(),
+        "no pass recorded: {events:?}"
+    );
 }
 
 #[test]
@@ -919,4 +928,26 @@ mod journal {
         let never: Vec<&String> = catalog.keys().filter(|id| !seen.contains(*id)).collect();
         assert!(never.is_empty(), "never emitted: {never:?}");
     }
+}
+
+#[test]
+fn an_unreadable_boot_environment_still_records_the_boots_verdict_and_changes_nothing() {
+    let mut w = World::new(&armed_t(), 2, 2);
+    w.env.fail_load = true;
+    let err = w.check(&report(Phase::Late, false), false).unwrap_err();
+    assert_eq!(code_for(&err), Code::BootEnv);
+    assert!(w.log().is_empty(), "nothing acted on: {:?}", w.log());
+    assert_eq!(w.history_kinds(), [EventKind::Verdict]);
+    let ev = &history_json(&w)[0];
+    assert_eq!(ev["phase"], "late");
+    assert!(ev.get("verdict").is_none(), "not judged: {ev}");
+    let reason = ev["reason"].as_str().unwrap();
+    assert!(reason.contains("nothing was decided"), "{reason}");
+    assert!(reason.contains("both copies are damaged"), "{reason}");
+    assert!(!ev["probes"].as_array().unwrap().is_empty(), "{ev}");
+    // A dry run records nothing.
+    let mut w = World::new(&armed_t(), 2, 2);
+    w.env.fail_load = true;
+    w.check(&report(Phase::Late, false), true).unwrap_err();
+    assert!(w.history_kinds().is_empty());
 }

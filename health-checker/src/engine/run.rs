@@ -136,10 +136,18 @@ pub fn run_check(
             }
         },
     };
-    let state = env
-        .load()
-        .context("reading the boot environment")
-        .code(Code::BootEnv)?;
+    let state = match env.load() {
+        Ok(state) => state,
+        Err(e) => {
+            let e = e.context("reading the boot environment");
+            if !opts.dry_run {
+                if let Err(h) = record_unjudged(history, snapshots, opts, &e) {
+                    return Err(with_problems(e, &[h])).code(Code::BootEnv);
+                }
+            }
+            return Err(e).code(Code::BootEnv);
+        }
+    };
     let booted = snapshots
         .booted()
         .context("finding the booted snapshot")
@@ -495,4 +503,35 @@ fn log_decision(report: &CheckReport, phase: Phase) {
             snapshot.path
         );
     }
+}
+
+/// A verdict whose boot could not be judged, because the boot environment
+/// (what the decision needs) could not be read: the probes' results still
+/// go into the history, with the cause, and nothing else is changed. The
+/// event carries no verdict, so a pass is never recorded for it.
+fn record_unjudged(
+    history: &History,
+    snapshots: &dyn Snapshots,
+    opts: &CheckOptions,
+    why: &anyhow::Error,
+) -> Result<()> {
+    let phase = opts.report.phase;
+    let mut ev = NewEvent::new(
+        EventKind::Verdict,
+        snapshots.booted().ok(),
+        format!(
+            "{phase} phase: probes {}; nothing was decided or changed: {why:#}",
+            match opts.report.verdict {
+                Verdict::Pass => "passed",
+                Verdict::Fail => "failed",
+            }
+        ),
+    );
+    // No verdict: the boot was not judged, whatever the probes said.
+    ev.phase = Some(phase);
+    ev.probes = opts.report.probes.clone();
+    history
+        .append(&[ev], opts.now, Some(opts.boot_id))
+        .map(|_| ())
+        .with_context(|| format!("recording the history in {}", history.path().display()))
 }
