@@ -293,7 +293,7 @@ pub fn grub_loads_environment(f: &Facts) -> Finding {
                             format!(" on {}", fs_uuids.join(" or "))
                         }
                     ),
-                    "make HC_GRUBENV in /etc/default/health-checker-grub and [bootenv] path in the configuration agree, mount the EFI system partition, then run `update-grub`",
+                    "mount the EFI system partition and run `update-grub` (the snippet asks `health-checker bootenv path`); HC_GRUBENV or HC_ENV_* set in /etc/default/health-checker-grub override it",
                 )
             }
         }
@@ -307,7 +307,7 @@ pub fn grub_loads_environment(f: &Facts) -> Finding {
                 },
                 f.env_path
             ),
-            "make HC_ENV_LOCATION in /etc/default/health-checker-grub and [bootenv] location agree, then run `update-grub`",
+            "run `update-grub`; HC_ENV_LOCATION set in /etc/default/health-checker-grub overrides [bootenv] location",
         ),
     }
 }
