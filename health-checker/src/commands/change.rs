@@ -64,7 +64,7 @@ pub fn apply(sys: &System, change: &Change) -> anyhow::Result<Vec<String>> {
     }
 
     let now = unix_now();
-    let notes = Vec::new();
+    let mut notes = Vec::new();
     let mut problems = Vec::new();
     if !change.events.is_empty() {
         let boot_id = current_boot_id().ok();
@@ -80,6 +80,7 @@ pub fn apply(sys: &System, change: &Change) -> anyhow::Result<Vec<String>> {
             problems.push(format!("leaving degraded mode: {e:#}"));
         }
     }
+    notes.extend(sys.refresh_metrics());
     if problems.is_empty() {
         Ok(notes)
     } else {
