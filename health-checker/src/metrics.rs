@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::config::Config;
 use crate::engine::{BootEnv, BootState};
@@ -32,26 +32,79 @@ const OUTCOMES: [(Outcome, &str); 5] = [
     (Outcome::Error, "error"),
 ];
 
-/// The metrics text (Prometheus text exposition format 0.0.4) of a system:
-/// `events` its history (oldest first), `state` its state file, `env` its
-/// boot environment when it could be read.
-pub fn render(events: &[&Event], state: &State, env: Option<&BootState>) -> String {
+/// The metrics text (Prometheus text exposition format 0.0.4) of a system,
+/// from its records, each `None` when it could not be read (the metrics
+/// taken from it are then left out, and `health_checker_record_readable`
+/// says so): `history` the events this version understands (oldest first),
+/// `state` the state file, `env` the boot environment.
+pub fn render(
+    history: Option<&[&Event]>,
+    state: Option<&State>,
+    env: Option<&BootState>,
+) -> String {
     let mut out = String::new();
+    header(
+        &mut out,
+        "health_checker_record_readable",
+        "gauge",
+        "1 when the record could be read; the metrics taken from one that could not are left out.",
+    );
+    for (record, readable) in [
+        ("history", history.is_some()),
+        ("state", state.is_some()),
+        ("boot_environment", env.is_some()),
+    ] {
+        let _ = writeln!(
+            out,
+            "health_checker_record_readable{{record=\"{record}\"}} {}",
+            u8::from(readable)
+        );
+    }
+    if let Some(events) = history {
+        history_metrics(&mut out, events);
+    }
+    if let Some(state) = state {
+        gauge(
+            &mut out,
+            "health_checker_degraded",
+            "1 while the system is in degraded mode.",
+            u8::from(state.degraded.is_some()),
+        );
+    }
+    if let Some(env) = env {
+        gauge(
+            &mut out,
+            "health_checker_trial_pending",
+            "1 while a snapshot is armed as a trial.",
+            u8::from(env.trial.is_some()),
+        );
+        gauge(
+            &mut out,
+            "health_checker_trial_attempts_left",
+            "Boot attempts GRUB still gives the armed trial (0 without a trial).",
+            if env.trial.is_some() { env.tries } else { 0 },
+        );
+    }
+    out
+}
+
+/// The counters, the last verdicts and their probes.
+fn history_metrics(out: &mut String, events: &[&Event]) {
     let count = |kind: EventKind| events.iter().filter(|e| e.event.kind == kind).count();
     counter(
-        &mut out,
+        out,
         "health_checker_promotions_total",
         "Snapshots that became known-good, as kept in the history.",
         count(EventKind::Promotion),
     );
     counter(
-        &mut out,
+        out,
         "health_checker_rollbacks_total",
         "Failed trials rolled back to the known-good snapshot, as kept in the history.",
         count(EventKind::Rollback),
     );
     counter(
-        &mut out,
+        out,
         "health_checker_fallbacks_total",
         "Trials GRUB gave up on and booted the known-good snapshot instead, as kept in the history.",
         count(EventKind::GrubFallback),
@@ -65,7 +118,7 @@ pub fn render(events: &[&Event], state: &State, env: Option<&BootState>) -> Stri
         }
     }
     header(
-        &mut out,
+        out,
         "health_checker_last_verdict_pass",
         "gauge",
         "1 when the last verdict of the phase was a pass, 0 when it was a failure.",
@@ -78,7 +131,7 @@ pub fn render(events: &[&Event], state: &State, env: Option<&BootState>) -> Stri
         );
     }
     header(
-        &mut out,
+        out,
         "health_checker_last_verdict_timestamp_seconds",
         "gauge",
         "When the phase last reached a verdict, in seconds since the Unix epoch.",
@@ -91,7 +144,7 @@ pub fn render(events: &[&Event], state: &State, env: Option<&BootState>) -> Stri
         );
     }
     header(
-        &mut out,
+        out,
         "health_checker_probe_result",
         "gauge",
         "The result of each probe in the last verdict of its phase: 1 for the result it had, 0 for the others.",
@@ -109,7 +162,7 @@ pub fn render(events: &[&Event], state: &State, env: Option<&BootState>) -> Stri
         }
     }
     header(
-        &mut out,
+        out,
         "health_checker_probe_duration_seconds",
         "gauge",
         "How long each probe ran in the last verdict of its phase.",
@@ -124,39 +177,6 @@ pub fn render(events: &[&Event], state: &State, env: Option<&BootState>) -> Stri
             );
         }
     }
-
-    gauge(
-        &mut out,
-        "health_checker_degraded",
-        "1 while the system is in degraded mode.",
-        u8::from(state.degraded.is_some()),
-    );
-    header(
-        &mut out,
-        "health_checker_boot_environment_readable",
-        "gauge",
-        "1 when the GRUB environment could be read (the trial metrics need it).",
-    );
-    let _ = writeln!(
-        out,
-        "health_checker_boot_environment_readable {}",
-        u8::from(env.is_some())
-    );
-    if let Some(env) = env {
-        gauge(
-            &mut out,
-            "health_checker_trial_pending",
-            "1 while a snapshot is armed as a trial.",
-            u8::from(env.trial.is_some()),
-        );
-        gauge(
-            &mut out,
-            "health_checker_trial_attempts_left",
-            "Boot attempts GRUB still gives the armed trial (0 without a trial).",
-            if env.trial.is_some() { env.tries } else { 0 },
-        );
-    }
-    out
 }
 
 /// Rewrite the metrics file of the system at `root` from its history, state
@@ -175,25 +195,17 @@ pub fn write(
         return Ok(None);
     }
     let path = dir.join(FILE_NAME);
-    let read = history.read().with_context(|| {
-        format!(
-            "reading {} for {}",
-            history.path().display(),
-            path.display()
-        )
-    })?;
-    let loaded = state
-        .load()
-        .with_context(|| format!("reading {} for {}", state.path().display(), path.display()))?;
-    let boot_state = match env.load() {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!("metrics without the trial: {e:#}");
-            None
-        }
-    };
-    let events: Vec<&Event> = read.known().collect();
-    let text = render(&events, &loaded.value, boot_state.as_ref());
+    // A record that cannot be read leaves its metrics out; the others are
+    // still written.
+    let read = history.read().ok().filter(|r| r.unusable.is_none());
+    let events: Option<Vec<&Event>> = read.as_ref().map(|r| r.known().collect());
+    let loaded = state.load().ok().filter(|l| l.unusable.is_none());
+    let boot_state = env.load().ok();
+    let text = render(
+        events.as_deref(),
+        loaded.as_ref().map(|l| &l.value),
+        boot_state.as_ref(),
+    );
     fsutil::atomic_write(&path, text.as_bytes())?;
     Ok(Some(path))
 }
@@ -327,7 +339,7 @@ mod tests {
             ),
         ];
         let refs: Vec<&Event> = events.iter().collect();
-        let text = render(&refs, &State::default(), None);
+        let text = render(Some(&refs), Some(&State::default()), None);
         let s = samples(&text);
         for want in [
             "health_checker_promotions_total 1",
@@ -343,7 +355,8 @@ mod tests {
             "health_checker_probe_duration_seconds{phase=\"early\",probe=\"disk\"} 1.5",
             "health_checker_probe_duration_seconds{phase=\"late\",probe=\"we\\\"b\\\\\"} 60",
             "health_checker_degraded 0",
-            "health_checker_boot_environment_readable 0",
+            "health_checker_record_readable{record=\"history\"} 1",
+            "health_checker_record_readable{record=\"boot_environment\"} 0",
         ] {
             assert!(s.contains(&want), "missing {want:?} in\n{text}");
         }
@@ -374,18 +387,22 @@ mod tests {
             }),
             ..State::default()
         };
-        let text = render(&[], &state, Some(&env));
+        let text = render(Some(&[]), Some(&state), Some(&env));
         let s = samples(&text);
         for want in [
             "health_checker_trial_pending 1",
             "health_checker_trial_attempts_left 2",
             "health_checker_degraded 1",
-            "health_checker_boot_environment_readable 1",
+            "health_checker_record_readable{record=\"boot_environment\"} 1",
             "health_checker_promotions_total 0",
         ] {
             assert!(s.contains(&want), "missing {want:?} in\n{text}");
         }
-        let none = render(&[], &State::default(), Some(&BootState::default()));
+        let none = render(
+            Some(&[]),
+            Some(&State::default()),
+            Some(&BootState::default()),
+        );
         assert!(samples(&none).contains(&"health_checker_trial_pending 0"));
         assert!(samples(&none).contains(&"health_checker_trial_attempts_left 0"));
     }
@@ -399,13 +416,28 @@ mod tests {
             vec![probe("a", Outcome::Skip, 2)],
         )];
         let refs: Vec<&Event> = events.iter().collect();
-        let text = render(&refs, &State::default(), Some(&BootState::default()));
+        let text = render(
+            Some(&refs),
+            Some(&State::default()),
+            Some(&BootState::default()),
+        );
         for l in samples(&text) {
             let name = l.split(['{', ' ']).next().unwrap();
             assert!(name.starts_with("health_checker_"), "{l}");
             assert!(text.contains(&format!("# HELP {name} ")), "{l}");
             assert!(text.contains(&format!("# TYPE {name} ")), "{l}");
         }
+    }
+
+    #[test]
+    fn an_unreadable_record_leaves_its_metrics_out() {
+        let text = render(None, None, None);
+        let s = samples(&text);
+        for record in ["history", "state", "boot_environment"] {
+            let want = format!("health_checker_record_readable{{record=\"{record}\"}} 0");
+            assert!(s.contains(&want.as_str()), "missing {want:?} in\n{text}");
+        }
+        assert_eq!(s.len(), 3, "{text}");
     }
 
     #[test]

@@ -88,13 +88,46 @@ fn promtool_accepts_every_shape_of_the_records() {
         ..BootState::default()
     };
     for (what, text) in [
-        ("full", render(&refs, &degraded, Some(&trial))),
-        ("no environment", render(&refs, &State::default(), None)),
+        ("full", render(Some(&refs), Some(&degraded), Some(&trial))),
+        ("nothing readable", render(None, None, None)),
         (
             "empty",
-            render(&[], &State::default(), Some(&BootState::default())),
+            render(
+                Some(&[]),
+                Some(&State::default()),
+                Some(&BootState::default()),
+            ),
         ),
     ] {
         assert_eq!(promtool_problems(&text), "", "{what}:\n{text}");
     }
+}
+
+/// The rule file docs/metrics.md offers is one `promtool check rules`
+/// accepts.
+#[test]
+fn the_documented_alerting_rules_pass_promtool() {
+    let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
+    let text = std::fs::read_to_string(&doc).unwrap();
+    let yaml = text
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap_or_else(|| panic!("no yaml block in {}", doc.display()));
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("health-checker.rules.yml");
+    std::fs::write(&rules, yaml).unwrap();
+    let promtool = common::require::program("promtool", "prometheus");
+    let out = std::process::Command::new(promtool)
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("running promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("SUCCESS: 4 rules found"), "{said}");
 }

@@ -815,3 +815,24 @@ fn a_metrics_file_that_cannot_be_written_is_a_warning_not_a_failure() {
         "{said}"
     );
 }
+
+#[test]
+fn metrics_of_an_unreadable_history_are_left_out_not_zero() {
+    let s = Sys::new(1, 1, "");
+    s.env(Some(1), None);
+    std::fs::create_dir_all(s.path(METRICS_DIR)).unwrap();
+    s.write("/var/lib/health-checker/history.json", "{ torn");
+    // The change is made; recording it fails (and says so).
+    let r = s.hc(&["arm", "2"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert_eq!(s.key("hc_trial"), Some(snap(2)));
+    let m = std::fs::read_to_string(s.path(METRICS_FILE)).unwrap();
+    for line in [
+        "health_checker_record_readable{record=\"history\"} 0",
+        "health_checker_record_readable{record=\"state\"} 1",
+        "health_checker_trial_pending 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line:?} in\n{m}");
+    }
+    assert!(!m.contains("health_checker_rollbacks_total"), "{m}");
+}
