@@ -94,13 +94,13 @@ fn history_metrics(out: &mut String, events: &[&Event]) {
     counter(
         out,
         "health_checker_promotions_total",
-        "Snapshots that became known-good, as kept in the history.",
+        "Snapshots that became known-good by passing their checks (not marked good by hand), as kept in the history.",
         count(EventKind::Promotion),
     );
     counter(
         out,
         "health_checker_rollbacks_total",
-        "Failed trials rolled back to the known-good snapshot, as kept in the history.",
+        "Rollbacks to the known-good snapshot, of a failed trial or by hand, as kept in the history.",
         count(EventKind::Rollback),
     );
     counter(
