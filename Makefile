@@ -109,6 +109,8 @@ install: release-bin
 	rm -rf $(DESTDIR)$(DATADIR)/health-checker-completions
 	$(INSTALL) -D -m 0644 README.md $(DESTDIR)$(DATADIR)/doc/health-checker/README.md
 	for f in docs/*.md; do $(INSTALL) -m 0644 "$$f" $(DESTDIR)$(DATADIR)/doc/health-checker/ || exit 1; done
+	$(INSTALL) -d $(DESTDIR)$(DATADIR)/doc/health-checker/examples/alert.d
+	for f in examples/alert.d/*; do $(INSTALL) -m 0644 "$$f" $(DESTDIR)$(DATADIR)/doc/health-checker/examples/alert.d/ || exit 1; done
 
 # Always asked of cargo (incremental): a stale binary must never be installed.
 release-bin:

@@ -18,6 +18,7 @@ pub mod fsutil;
 pub mod generate;
 pub mod history;
 pub mod logging;
+pub mod metrics;
 pub mod paths;
 pub mod probes;
 pub mod snapshots;

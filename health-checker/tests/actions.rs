@@ -170,6 +170,8 @@ fn every_channel_gets_the_alert() {
     assert_eq!(member, "Degraded");
     assert_eq!(summary, alert.summary);
     assert_eq!(serde_json::from_str::<Alert>(&json).unwrap(), alert);
+    let raw: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(raw["schema"], 1, "{raw}");
 }
 
 #[test]
@@ -701,4 +703,184 @@ fn systemd_is_reached_directly_on_its_private_socket() {
         calls(&c),
         [triple("StartUnit", "reboot.target", "replace-irreversibly")]
     );
+}
+
+/// Install `examples/alert.d/<name>` as a hook of `t`, with its settings
+/// file `/etc/health-checker/<conf>` holding `settings`.
+fn example_hook(t: &TestRoot, name: &str, conf: &str, settings: &str) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/alert.d")
+        .join(name);
+    let dst = t.hooks().join(name);
+    std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("copying {}: {e}", src.display()));
+    set_mode(&dst, 0o755);
+    let c = t.path("etc/health-checker").join(conf);
+    std::fs::write(&c, settings).unwrap();
+    set_mode(&c, 0o600);
+}
+
+/// The alert document a listener received, checked to be schema 1 and the
+/// alert that was sent.
+fn received_alert(text: &str, sent: &Alert) {
+    let (start, end) = (text.find('{'), text.rfind('}'));
+    let (Some(start), Some(end)) = (start, end) else {
+        panic!("no JSON in {text:?}");
+    };
+    let raw: serde_json::Value = serde_json::from_str(&text[start..=end])
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
+    assert_eq!(raw["schema"], 1, "{raw}");
+    assert_eq!(&serde_json::from_value::<Alert>(raw).unwrap(), sent);
+}
+
+/// Serve one HTTP request on `listener` with `status`; the request (head,
+/// body) arrives on the channel.
+fn serve_once(
+    listener: std::net::TcpListener,
+    status: &'static str,
+) -> mpsc::Receiver<(String, String)> {
+    use std::io::{Read, Write};
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "connection closed before the end of the headers");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let n = s.read(&mut chunk).unwrap();
+            assert!(n > 0, "connection closed before the end of the body");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body = String::from_utf8_lossy(&buf[head_end..head_end + length]).into_owned();
+        write!(
+            s,
+            "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let _ = tx.send((head, body));
+    });
+    rx
+}
+
+/// Send `alert` through the example webhook hook to a local server that
+/// answers `status`; what the sending returned and the request (head, body).
+fn through_webhook(
+    alert: &Alert,
+    status: &'static str,
+    settings_extra: &str,
+) -> (anyhow::Result<()>, String, String) {
+    common::require::program("curl", "curl");
+    let bus = PrivateBus::start();
+    let t = TestRoot::new();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    example_hook(
+        &t,
+        "50-webhook",
+        "webhook.conf",
+        &format!("# test\nurl=http://127.0.0.1:{port}/alerts\n{settings_extra}"),
+    );
+    let got = serve_once(listener, status);
+    let sent = t.actions(settings(&bus, None)).alert(alert);
+    let (head, body) = got
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the webhook got no request");
+    (sent, head, body)
+}
+
+#[test]
+fn the_example_webhook_hook_posts_the_alert_with_curl() {
+    let alert = degraded();
+    let (sent, head, body) = through_webhook(
+        &alert,
+        "204 No Content",
+        "header=Authorization: Bearer t0ken\ntimeout=15\n",
+    );
+    sent.unwrap();
+    assert!(head.starts_with("POST /alerts HTTP/1.1\r\n"), "{head}");
+    let has = |h: &str| head.lines().any(|l| l.eq_ignore_ascii_case(h));
+    assert!(has("Content-Type: application/json"), "{head}");
+    assert!(has("X-Health-Checker-Alert: degraded"), "{head}");
+    assert!(has("Authorization: Bearer t0ken"), "{head}");
+    received_alert(&body, &alert);
+}
+
+#[test]
+fn the_example_webhook_hook_fails_when_the_server_refuses() {
+    let (sent, _, body) = through_webhook(&degraded(), "404 Not Found", "");
+    received_alert(&body, &degraded());
+    let text = format!("{:#}", sent.unwrap_err());
+    assert!(text.contains("50-webhook"), "{text}");
+}
+
+#[test]
+fn the_example_syslog_hook_sends_the_alert_over_udp_and_tcp() {
+    use std::io::BufRead;
+    common::require::program("logger", "bsdutils");
+    let bus = PrivateBus::start();
+    let alert = degraded();
+
+    let t = TestRoot::new();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let port = udp.local_addr().unwrap().port();
+    example_hook(
+        &t,
+        "60-syslog",
+        "syslog.conf",
+        &format!("server=127.0.0.1\nport={port}\nprotocol=udp\npriority=daemon.crit\n"),
+    );
+    t.actions(settings(&bus, None)).alert(&alert).unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = udp.recv_from(&mut buf).expect("a syslog message over UDP");
+    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+    // <26>: facility daemon (3) * 8 + level crit (2); RFC 5424, tag and
+    // the kind as message ID.
+    assert!(msg.starts_with("<26>1 "), "{msg}");
+    assert!(msg.contains(" health-checker - degraded "), "{msg}");
+    received_alert(&msg, &alert);
+
+    let t = TestRoot::new();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port();
+    example_hook(
+        &t,
+        "60-syslog",
+        "syslog.conf",
+        &format!("server=127.0.0.1\nport={port}\nprotocol=tcp\n"),
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (s, _) = tcp.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let lines: Vec<String> = std::io::BufReader::new(s)
+            .lines()
+            .map_while(Result::ok)
+            .collect();
+        let _ = tx.send(lines);
+    });
+    t.actions(settings(&bus, None)).alert(&alert).unwrap();
+    let lines = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(lines.len(), 1, "one message: {lines:?}");
+    assert!(
+        lines[0].contains(" health-checker - degraded "),
+        "{lines:?}"
+    );
+    received_alert(&lines[0], &alert);
 }

@@ -692,3 +692,147 @@ fn a_passing_late_phase_is_judged_and_shown_with_the_armed_trial() {
     assert_eq!(h.json()[0]["probes"].as_array().unwrap().len(), 3);
     s.hc(&["history"]);
 }
+
+const METRICS_DIR: &str = "/var/lib/prometheus/node-exporter";
+const METRICS_FILE: &str = "/var/lib/prometheus/node-exporter/health_checker.prom";
+
+#[test]
+fn no_metrics_without_the_textfile_directory() {
+    let s = Sys::new(1, 1, "");
+    s.env(Some(1), None);
+    assert_eq!(s.hc(&["arm", "2"]).code, 0);
+    assert!(
+        !s.path(METRICS_DIR).exists(),
+        "the textfile directory is not created"
+    );
+}
+
+/// A failed trial rolled back by the engine, then a trial armed by hand:
+/// the metrics follow each, promtool accepts them and node_exporter serves
+/// them.
+#[test]
+fn metrics_follow_verdicts_and_changes_and_node_exporter_serves_them() {
+    use common::prometheus::{promtool_problems, NodeExporter};
+    use health_checker::actions::Bus;
+    use health_checker::commands::check::judge;
+    use health_checker::commands::system::{LoadedConfig, System};
+    use health_checker::paths::Root;
+    use health_checker::probes::ProbeContext;
+    use health_checker::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Severity};
+
+    let s = Sys::new(2, 2, "");
+    s.env(Some(1), Some((2, 2)));
+    std::fs::create_dir_all(s.path(METRICS_DIR)).unwrap();
+    let metrics = || {
+        std::fs::read_to_string(s.path(METRICS_FILE))
+            .unwrap_or_else(|e| panic!("reading {METRICS_FILE}: {e}"))
+    };
+    let has = |text: &str, line: &str| {
+        assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+    };
+
+    let root = Root::new(&s.root);
+    let config = LoadedConfig::load(&root).required().unwrap();
+    let sys = System::open(&root, config, Bus::System, true).unwrap();
+    let report = PhaseReport::new(
+        Phase::Late,
+        vec![ProbeResult {
+            name: "units-active".into(),
+            severity: Severity::Required,
+            result: Outcome::Fail,
+            duration_ms: 1250,
+            reason: Some("nginx.service failed".into()),
+            output: String::new(),
+        }],
+    );
+    let ctx = sys.probe_context(ProbeContext::default());
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    judge(&sys, &report, &ctx, false, None).unwrap();
+    assert_eq!(s.kinds(), ["verdict", "rollback"]);
+    let m = metrics();
+    has(&m, "health_checker_rollbacks_total 1");
+    has(&m, "health_checker_promotions_total 0");
+    has(&m, "health_checker_fallbacks_total 0");
+    has(&m, "health_checker_last_verdict_pass{phase=\"late\"} 0");
+    has(
+        &m,
+        "health_checker_probe_result{phase=\"late\",probe=\"units-active\",result=\"fail\"} 1",
+    );
+    has(
+        &m,
+        "health_checker_probe_duration_seconds{phase=\"late\",probe=\"units-active\"} 1.25",
+    );
+    has(&m, "health_checker_trial_pending 0");
+    has(&m, "health_checker_degraded 0");
+    let stamp: u64 = m
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("health_checker_last_verdict_timestamp_seconds{phase=\"late\"} ")
+        })
+        .unwrap_or_else(|| panic!("no verdict time in\n{m}"))
+        .parse()
+        .unwrap();
+    assert!(stamp >= before, "{stamp} < {before}");
+
+    // A change by hand refreshes them too; the count stays.
+    assert_eq!(s.hc(&["arm", "3", "--tries", "2"]).code, 0);
+    let m = metrics();
+    has(&m, "health_checker_trial_pending 1");
+    has(&m, "health_checker_trial_attempts_left 2");
+    has(&m, "health_checker_rollbacks_total 1");
+
+    assert_eq!(promtool_problems(&m), "");
+    let exporter = NodeExporter::start(&s.path(METRICS_DIR));
+    let served = exporter.scrape();
+    has(&served, "node_textfile_scrape_error 0");
+    has(&served, "health_checker_rollbacks_total 1");
+    has(&served, "health_checker_trial_attempts_left 2");
+    has(
+        &served,
+        "health_checker_probe_result{phase=\"late\",probe=\"units-active\",result=\"fail\"} 1",
+    );
+    assert!(
+        served.contains("# TYPE health_checker_rollbacks_total counter"),
+        "{served}"
+    );
+}
+
+#[test]
+fn a_metrics_file_that_cannot_be_written_is_a_warning_not_a_failure() {
+    let s = Sys::new(1, 1, "");
+    s.env(Some(1), None);
+    // A directory where the file goes: the rename over it fails.
+    std::fs::create_dir_all(s.path(METRICS_FILE).join("x")).unwrap();
+    let r = s.hc(&["arm", "2"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(s.key("hc_trial"), Some(snap(2)));
+    let said = format!("{}{}", r.stdout, r.stderr);
+    assert!(
+        said.contains("warning: writing the metrics") && said.contains(METRICS_FILE),
+        "{said}"
+    );
+}
+
+#[test]
+fn metrics_of_an_unreadable_history_are_left_out_not_zero() {
+    let s = Sys::new(1, 1, "");
+    s.env(Some(1), None);
+    std::fs::create_dir_all(s.path(METRICS_DIR)).unwrap();
+    s.write("/var/lib/health-checker/history.json", "{ torn");
+    // The change is made; recording it fails (and says so).
+    let r = s.hc(&["arm", "2"]);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert_eq!(s.key("hc_trial"), Some(snap(2)));
+    let m = std::fs::read_to_string(s.path(METRICS_FILE)).unwrap();
+    for line in [
+        "health_checker_record_readable{record=\"history\"} 0",
+        "health_checker_record_readable{record=\"state\"} 1",
+        "health_checker_trial_pending 1",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line:?} in\n{m}");
+    }
+    assert!(!m.contains("health_checker_rollbacks_total"), "{m}");
+}

@@ -1,7 +1,9 @@
 //! Alert hooks: every executable in the alert directory
 //! (`/etc/health-checker/alert.d/` by default) runs, in name order, with
-//! the alert as JSON on standard input and `HC_ALERT` (the kind) and
-//! `HC_ROOT` in its environment. Each has the alert time limit.
+//! the alert as JSON on standard input (the versioned document of
+//! docs/alerts.md) and `HC_ALERT` (the kind) and `HC_ROOT` in its
+//! environment. Each has the alert time limit. `examples/alert.d/` holds
+//! hooks that post the alert to a webhook and to a syslog server.
 //!
 //! The rules are those of plugins, checked by the same code
 //! (`probes::safety`): a hook, the directory, or anything on the way to

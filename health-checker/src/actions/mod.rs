@@ -31,8 +31,15 @@ pub enum AlertKind {
     Degraded,
 }
 
-/// An alert for the admin: sent to every configured channel.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The version of the alert document hooks and D-Bus listeners get
+/// (`"schema"`, docs/alerts.md). A field added keeps it; a field removed,
+/// renamed or changed in meaning increases it.
+pub const ALERT_SCHEMA: u32 = 1;
+
+/// An alert for the admin: sent to every configured channel. As JSON (what
+/// hooks read) it is `{"schema", "kind", "summary", "details"}`, documented
+/// field by field in docs/alerts.md; reading ignores `schema`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Alert {
     pub kind: AlertKind,
     /// One line for people: what happened and what to do.
@@ -43,6 +50,18 @@ pub struct Alert {
     /// and its `VERDICT` field from `verdict` (a string, or an object with a
     /// `verdict`), when present.
     pub details: serde_json::Value,
+}
+
+impl Serialize for Alert {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Alert", 4)?;
+        st.serialize_field("schema", &ALERT_SCHEMA)?;
+        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("summary", &self.summary)?;
+        st.serialize_field("details", &self.details)?;
+        st.end()
+    }
 }
 
 /// What entering degraded mode did.

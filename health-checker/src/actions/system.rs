@@ -293,6 +293,7 @@ impl Actions for SystemActions {
 
     fn notify_promoted(&self, summary: &str, details: &serde_json::Value) -> anyhow::Result<()> {
         let json = serde_json::json!({
+            "schema": super::ALERT_SCHEMA,
             "kind": "promoted",
             "summary": summary,
             "details": details,

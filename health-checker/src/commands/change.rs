@@ -65,7 +65,7 @@ pub fn apply(sys: &System, change: &Change) -> anyhow::Result<Vec<String>> {
     }
 
     let now = unix_now();
-    let notes = Vec::new();
+    let mut notes = Vec::new();
     let mut problems = Vec::new();
     if !change.events.is_empty() {
         let boot_id = current_boot_id().ok();
@@ -81,6 +81,7 @@ pub fn apply(sys: &System, change: &Change) -> anyhow::Result<Vec<String>> {
             problems.push(format!("leaving degraded mode: {e:#}"));
         }
     }
+    notes.extend(sys.refresh_metrics());
     if problems.is_empty() {
         Ok(notes)
     } else {

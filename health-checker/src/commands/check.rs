@@ -154,14 +154,18 @@ pub fn judge(
         now: unix_now(),
         boot_id: &boot_id,
     };
-    let mut done = run_check(
+    let judged = run_check(
         &sys.env,
         &sys.snapshots,
         &sys.actions,
         &sys.history,
         &sys.state,
         &opts,
-    )?;
+    );
+    // Metrics follow every verdict, also one whose records partly failed.
+    let metrics = (!dry_run).then(|| sys.refresh_metrics()).flatten();
+    let mut done = judged?;
+    done.notes.extend(metrics);
     if !dry_run {
         // A damaged copy of the environment (one GRUB still reads, or the
         // other one) is rewritten even when the decision changed nothing:

@@ -172,6 +172,18 @@ impl System {
         self.env.load().code(Code::BootEnv)
     }
 
+    /// Rewrite the Prometheus metrics from the records; a warning when that
+    /// failed (it never changes a verdict).
+    pub fn refresh_metrics(&self) -> Option<String> {
+        crate::metrics::refresh(
+            &self.root,
+            &self.config,
+            &self.history,
+            &self.state,
+            &self.env,
+        )
+    }
+
     /// The booted snapshot.
     pub fn booted(&self) -> anyhow::Result<SnapshotRef> {
         self.snapshots

@@ -24,6 +24,7 @@ pub struct Config {
     pub bootenv: BootEnv,
     pub probes: Probes,
     pub degraded: Degraded,
+    pub metrics: Metrics,
 }
 
 /// `[boot]`: trials, retries, the deadline.
@@ -151,6 +152,24 @@ impl Default for Degraded {
             alert_dir: PathBuf::from("/etc/health-checker/alert.d"),
             alert_timeout: Seconds::secs(30),
             stop_timeout: Seconds::secs(90),
+        }
+    }
+}
+
+/// `[metrics]`: Prometheus metrics for node_exporter's textfile collector
+/// (docs/metrics.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Metrics {
+    /// Where `health_checker.prom` is written; off when the directory does
+    /// not exist (or the value is empty).
+    pub textfile_dir: PathBuf,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            textfile_dir: PathBuf::from("/var/lib/prometheus/node-exporter"),
         }
     }
 }

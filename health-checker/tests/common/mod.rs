@@ -6,5 +6,6 @@ pub mod btrfs;
 pub mod cli;
 pub mod dbus;
 pub mod process;
+pub mod prometheus;
 pub mod require;
 pub mod user;
