@@ -836,3 +836,48 @@ fn metrics_of_an_unreadable_history_are_left_out_not_zero() {
     }
     assert!(!m.contains("health_checker_rollbacks_total"), "{m}");
 }
+
+/// `arm` and `rollback` read, decide and write under the lock a check
+/// holds: while another holder has it, they wait, and go on when it is
+/// released (so they never decide from what a running check is changing).
+#[test]
+fn arm_and_rollback_wait_for_the_lock_of_a_running_check() {
+    let s = Sys::new(1, 1, "tries = 3\n");
+    s.env(Some(1), None);
+    let state = health_checker::state::StateFile::new(&health_checker::paths::Root::new(&s.root));
+    for args in [
+        vec!["arm", "2", "--tries", "2"],
+        vec!["rollback", "--no-reboot"],
+    ] {
+        let held = state.lock().unwrap();
+        // Another thread: this one holding the lock would share it.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_health-checker"))
+            .arg("--root")
+            .arg(&s.root)
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        if let Some(st) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("{args:?} did not wait for the lock: {st}: {err}");
+        }
+        drop(held);
+        let t = Instant::now();
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{args:?} still waiting"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "{args:?}: {status}");
+    }
+    assert_eq!(s.kinds(), ["arm", "rollback"]);
+}

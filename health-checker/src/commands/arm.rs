@@ -19,7 +19,7 @@ use super::snapshot_arg::{refuse_top_level, resolve};
 use super::system::{LoadedConfig, System};
 use crate::actions::Bus;
 use crate::engine::{arm, ArmError};
-use crate::exit::{with_code, Code};
+use crate::exit::{with_code, Code, CodeExt};
 use crate::history::{EventKind, NewEvent};
 use crate::paths::Root;
 use crate::snapshots::{SnapshotRef, Snapshots};
@@ -46,6 +46,8 @@ pub fn run(root: &Root, args: &ArmArgs) -> anyhow::Result<Code> {
     let config = LoadedConfig::load(root).required()?;
     let tries = args.tries.unwrap_or(config.boot.tries);
     let sys = System::open(root, config, Bus::System, false)?;
+    // Read, decide and write under the lock a check holds for the same.
+    let _lock = sys.state.lock().code(Code::Runtime)?;
     let state = sys.boot_state()?;
     let default = sys
         .snapshots

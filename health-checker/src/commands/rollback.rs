@@ -30,6 +30,8 @@ pub fn run(root: &Root, args: &RollbackArgs) -> anyhow::Result<Code> {
     let config = LoadedConfig::load(root).required()?;
     let no_reboot = args.no_reboot || config.boot.no_reboot;
     let sys = System::open(root, config, Bus::System, args.no_reboot)?;
+    // Read, decide and write under the lock a check holds for the same.
+    let _lock = sys.state.lock().code(Code::Runtime)?;
     let state = sys.boot_state()?;
     let good = state.good.clone().ok_or_else(|| {
         with_code(
