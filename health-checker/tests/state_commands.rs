@@ -838,46 +838,62 @@ fn metrics_of_an_unreadable_history_are_left_out_not_zero() {
 }
 
 /// `arm` and `rollback` read, decide and write under the lock a check
-/// holds: while another holder has it, they wait, and go on when it is
-/// released (so they never decide from what a running check is changing).
+/// holds: while another holder has it (a running check), they wait, and
+/// then decide from what that holder wrote, not from what they read before.
 #[test]
-fn arm_and_rollback_wait_for_the_lock_of_a_running_check() {
-    let s = Sys::new(1, 1, "tries = 3\n");
-    s.env(Some(1), None);
+fn arm_and_rollback_decide_after_the_lock_of_a_running_check() {
+    let s = Sys::new(2, 2, "tries = 3\n");
     let state = health_checker::state::StateFile::new(&health_checker::paths::Root::new(&s.root));
-    for args in [
-        vec!["arm", "2", "--tries", "2"],
-        vec!["rollback", "--no-reboot"],
-    ] {
-        let held = state.lock().unwrap();
-        // Another thread: this one holding the lock would share it.
-        let mut child = Command::new(env!("CARGO_BIN_EXE_health-checker"))
+    // Each: the command, the known-good before, the known-good the holder
+    // writes while the command waits.
+    let start = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_health-checker"))
             .arg("--root")
             .arg(&s.root)
-            .args(&args)
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(1500));
-        if let Some(st) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-            panic!("{args:?} did not wait for the lock: {st}: {err}");
-        }
-        drop(held);
+            .unwrap()
+    };
+    let finish = |mut child: std::process::Child| {
         let t = Instant::now();
         let status = loop {
             if let Some(st) = child.try_wait().unwrap() {
                 break st;
             }
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "{args:?} still waiting"
-            );
+            assert!(t.elapsed() < Duration::from_secs(40), "still waiting");
             std::thread::sleep(Duration::from_millis(50));
         };
-        assert!(status.success(), "{args:?}: {status}");
-    }
-    assert_eq!(s.kinds(), ["arm", "rollback"]);
+        let mut err = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+        (status, err)
+    };
+
+    // rollback: G is 1 when it starts; the holder promotes 3 meanwhile.
+    s.env(Some(1), None);
+    let held = state.lock().unwrap();
+    let child = start(&["rollback", "--no-reboot"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    s.env(Some(3), None);
+    drop(held);
+    let (status, err) = finish(child);
+    assert!(status.success(), "{status}: {err}");
+    assert_eq!(
+        s.default_id(),
+        s.id(3),
+        "rolled back to the G the holder wrote"
+    );
+
+    // arm 2: G is 1 when it starts; the holder makes 2 the known-good.
+    s.env(Some(1), None);
+    let held = state.lock().unwrap();
+    let child = start(&["arm", "2"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    s.env(Some(2), None);
+    drop(held);
+    let (status, err) = finish(child);
+    assert!(!status.success(), "armed the known-good: {err}");
+    assert!(err.contains("is the known-good snapshot"), "{err}");
+    assert_eq!(s.key("hc_trial"), None);
 }
