@@ -4,31 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+
+use common::cli::{hc, text};
 
 use common::btrfs::BtrfsImage;
 
 const GOOD: &str = "@/.snapshots/1/snapshot";
 const TRIAL: &str = "@/.snapshots/2/snapshot";
-
-fn hc(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_health-checker"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("running health-checker")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 struct Machine {
     img: BtrfsImage,

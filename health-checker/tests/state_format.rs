@@ -5,9 +5,12 @@
 //! left exactly where and as it is. A downgrade after a rollback makes all
 //! of this happen for real.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+
+use common::cli::{hc, text};
 
 use health_checker::fsutil::FormatVersion;
 use health_checker::history::{EventKind, History, NewEvent};
@@ -44,24 +47,6 @@ fn root_with(state: Option<&str>, history: Option<&str>) -> (tempfile::TempDir, 
     )
     .unwrap();
     (dir, var)
-}
-
-fn hc(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_health-checker"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .output()
-        .expect("running health-checker")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn names(dir: &Path) -> BTreeSet<String> {

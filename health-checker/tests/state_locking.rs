@@ -23,38 +23,11 @@ use health_checker::snapshots::{SnapshotInfo, SnapshotRef, Snapshots};
 use health_checker::state::StateFile;
 use health_checker::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Severity};
 
-const USER: &str = "hc-test-user";
+const USER: &str = common::user::NAME;
 
 /// An ordinary user for the test (created if missing).
 fn ordinary_user() -> &'static str {
-    common::require::root("creating a user and running a program as it");
-    if Command::new("id")
-        .arg("-u")
-        .arg(USER)
-        .output()
-        .unwrap()
-        .status
-        .success()
-    {
-        return USER;
-    }
-    let useradd = common::require::program("useradd", "passwd");
-    let out = Command::new(useradd)
-        .args([
-            "--system",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            USER,
-        ])
-        .output()
-        .unwrap();
-    // A test running at the same time may have created it meanwhile.
-    assert!(
-        out.status.success() || Command::new("id").arg(USER).status().unwrap().success(),
-        "useradd {USER}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::user::ordinary_user();
     USER
 }
 
