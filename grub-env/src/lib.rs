@@ -118,3 +118,20 @@ mod store;
 pub use format::{grub_entries, Env, FormatError, GrubRead};
 pub use fs::{Fs, Location, LockGuard, RealFs};
 pub use store::{tmp_path, CopyProblem, Error, Integrity, Loaded, Source, Store};
+
+/// What the `grubenv_parse` fuzz target checks of any bytes: parsing never
+/// panics, whatever parses writes back to the same meaning, and what GRUB
+/// would read (`parse_as_grub`) is written back as a well-formed block
+/// holding the same entries. Its seed corpus runs in `cargo test`.
+pub fn fuzz_parse(data: &[u8]) {
+    if let Ok(env) = Env::parse(data) {
+        let bytes = env.to_bytes().expect("a parsed block fits its own size");
+        let again = Env::parse(&bytes).expect("our output parses");
+        assert_eq!(again, env);
+    }
+    if let Ok(read) = Env::parse_as_grub(data) {
+        let bytes = read.env.to_bytes().expect("what GRUB reads fits a block");
+        let again = Env::parse(&bytes).expect("the repair is well formed");
+        assert_eq!(again, read.env);
+    }
+}

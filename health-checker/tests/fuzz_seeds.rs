@@ -1,7 +1,6 @@
-//! The seed corpus of the fuzz targets for the files kept outside the
-//! snapshots (`fuzz/seeds/state_json`, `fuzz/seeds/history_json`), fed
-//! through the same functions the targets call: every seed, and every crash
-//! the fuzzer ever found (kept there as a seed), stays fixed.
+//! The seed corpus of every fuzz target (`fuzz/seeds/TARGET`), fed through
+//! the same functions the targets call: every seed, and every crash the
+//! fuzzer ever found (kept there as a seed), stays fixed.
 
 use std::path::{Path, PathBuf};
 
@@ -35,4 +34,31 @@ fn state_json_seeds() {
 #[test]
 fn history_json_seeds() {
     run("history_json", health_checker::history::fuzz_read_write);
+}
+
+#[test]
+fn grubenv_parse_seeds() {
+    run("grubenv_parse", grub_env::fuzz_parse);
+}
+
+#[test]
+fn plugin_inputs_seeds() {
+    run("plugin_inputs", health_checker::config::fuzz_text_inputs);
+}
+
+/// Every fuzz target has its seeds run here.
+#[test]
+fn every_fuzz_target_has_its_seeds_run_here() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/fuzz_targets");
+    let this =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_seeds.rs"))
+            .unwrap();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        let target = name.trim_end_matches(".rs");
+        assert!(
+            this.contains(&format!("run(\"{target}\"")),
+            "the seeds of fuzz target {target} are not run in cargo test"
+        );
+    }
 }

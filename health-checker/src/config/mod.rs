@@ -194,6 +194,22 @@ fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     }
 }
 
+/// What the `plugin_inputs` fuzz target checks of any text an admin, a
+/// vendor or the system wrote: the configuration (one file, strictly, as
+/// each file is checked when loaded), a plugin manifest, fstab, mountinfo
+/// and a duration are each accepted or rejected with an error, never a
+/// panic. Its seed corpus runs in `cargo test`.
+pub fn fuzz_text_inputs(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = crate::toml_error::parse::<Config>(std::path::Path::new("/fuzz/config.toml"), text);
+    let _ = crate::probes::manifest::parse(std::path::Path::new("/fuzz/p.toml"), text, None);
+    let _ = crate::probes::builtin::parse_fstab(text);
+    let _ = crate::snapshots::mountinfo::parse(text);
+    let _ = parse_duration(text);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
