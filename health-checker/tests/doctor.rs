@@ -69,13 +69,11 @@ impl Sys {
     }
 
     fn path(&self, abs: &str) -> PathBuf {
-        self.root.join(abs.trim_start_matches('/'))
+        common::tree::path(&self.root, abs)
     }
 
     fn write(&self, abs: &str, text: &str) {
-        let p = self.path(abs);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap_or_else(|e| panic!("writing {}: {e}", p.display()));
+        common::tree::write(&self.root, abs, text)
     }
 
     /// The boot environment, with snapshot 1 known-good or without a

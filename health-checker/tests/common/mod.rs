@@ -8,4 +8,5 @@ pub mod dbus;
 pub mod process;
 pub mod prometheus;
 pub mod require;
+pub mod tree;
 pub mod user;
