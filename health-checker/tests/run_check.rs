@@ -856,6 +856,11 @@ mod journal {
         let capture = Capture::default();
         let subscriber = tracing_subscriber::registry().with(capture.clone());
         tracing::subscriber::with_default(subscriber, || {
+            // Other test threads, with no subscriber, may have hit a
+            // callsite first and had its interest cached as "never" before
+            // this subscriber existed: ask every callsite again, so that no
+            // entry is missed by the order the threads ran in.
+            tracing::callsite::rebuild_interest_cache();
             // The D-Bus signal fails (nobody listens): that is reported in
             // the result, not in question here.
             let _ = w.check_acting(&w.env, &actions, report, false);
