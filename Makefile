@@ -91,6 +91,7 @@ install: release-bin
 	sed 's|/usr/bin/health-checker|$(BINDIR)/health-checker|g' systemd-units/$(DBUS_NAME).service \
 	    > $(DESTDIR)$(DATADIR)/dbus-1/system-services/$(DBUS_NAME).service
 	chmod 0644 $(DESTDIR)$(DATADIR)/dbus-1/system-services/$(DBUS_NAME).service
+	$(INSTALL) -D -m 0644 docs/$(DBUS_NAME).xml $(DESTDIR)$(DATADIR)/dbus-1/interfaces/$(DBUS_NAME).xml
 	$(INSTALL) -d $(DESTDIR)$(LIBDIR)/health-checker/plugins.d
 	for f in plugins/*; do [ -f "$$f" ] || continue; \
 	    if [ -x "$$f" ]; then m=0755; else m=0644; fi; \
@@ -133,6 +134,7 @@ uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/systemd/catalog/health-checker.catalog
 	rm -f $(DESTDIR)$(DATADIR)/dbus-1/system.d/$(DBUS_NAME).conf
 	rm -f $(DESTDIR)$(DATADIR)/dbus-1/system-services/$(DBUS_NAME).service
+	rm -f $(DESTDIR)$(DATADIR)/dbus-1/interfaces/$(DBUS_NAME).xml
 	rm -rf $(DESTDIR)$(LIBDIR)/health-checker
 	for f in grub/[0-9][0-9]_*; do [ -f "$$f" ] || continue; rm -f $(DESTDIR)$(SYSCONFDIR)/grub.d/$$(basename $$f); done
 	rm -f $(DESTDIR)$(MANDIR)/man8/health-checker.8 $(DESTDIR)$(MANDIR)/man8/health-checker-*.8

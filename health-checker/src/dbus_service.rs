@@ -1,8 +1,12 @@
 //! The D-Bus service `io.github.healthchecker.HealthChecker1` on the system
 //! bus: the status and the last verdict as JSON, a few properties derived
 //! from the status, and the declarations of the signals the checker emits
-//! (`actions::dbus`), so that introspection documents them. The service
-//! reads; it changes nothing, so the bus policy lets everyone call it.
+//! (`actions::dbus`), so that introspection documents them. Everyone may
+//! read. The management methods (`Arm`, `MarkGood`, `MarkBad`, `Rollback`)
+//! run the code of the commands of the same names and are for root only:
+//! the bus policy lets only root send them, and the service itself asks the
+//! bus for the caller's uid and refuses anyone else with
+//! `org.freedesktop.DBus.Error.AccessDenied`.
 //!
 //! [`fetch_status`] is the client side: `health-checker status` asks the
 //! service when it runs and reads the files itself otherwise.
@@ -14,6 +18,8 @@ use serde_json::Value;
 use zbus::blocking::connection::Builder;
 use zbus::blocking::Connection;
 use zbus::fdo::{self, RequestNameFlags};
+use zbus::message::Header;
+use zbus::names::BusName;
 use zbus::object_server::SignalEmitter;
 
 use crate::actions::dbus::HC_INTERFACE;
@@ -24,10 +30,60 @@ use crate::systemd::{connect_address, connect_system};
 /// verdict). Called on every request: the answer is always current.
 pub type Provider = Box<dyn Fn() -> anyhow::Result<Value> + Send + Sync>;
 
+/// A change asked for over the bus; empty snapshot arguments on the bus
+/// are `None` here: the command's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `Arm(snapshot, tries)`; `tries` `None`: the configured number.
+    Arm {
+        snapshot: Option<String>,
+        tries: Option<u8>,
+    },
+    /// `MarkGood(snapshot)`.
+    MarkGood { snapshot: Option<String> },
+    /// `MarkBad(snapshot)`.
+    MarkBad { snapshot: Option<String> },
+    /// `Rollback(no_reboot)`.
+    Rollback { no_reboot: bool },
+}
+
+/// Something that carries out a [`Request`] and returns what the command
+/// says (its output lines). Its errors keep their exit codes
+/// ([`crate::exit::code_for`]): a usage error is `InvalidArgs` on the bus.
+pub type Manager = Box<dyn Fn(Request) -> anyhow::Result<String> + Send + Sync>;
+
+/// What the service answers with.
+pub struct Handlers {
+    pub status: Provider,
+    pub last_verdict: Provider,
+    /// `None`: the management methods fail with `NotSupported`.
+    pub manage: Option<Manager>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handlers")
+            .field("manage", &self.manage.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The object served at [`HC_PATH`].
 struct Service {
     status: Provider,
     last_verdict: Provider,
+    manage: Option<Manager>,
+}
+
+/// The uid of a call's sender, as the bus daemon knows it
+/// (`org.freedesktop.DBus.GetConnectionUnixUser`).
+async fn caller_uid(conn: &zbus::Connection, header: &Header<'_>) -> fdo::Result<u32> {
+    let sender = header
+        .sender()
+        .ok_or_else(|| fdo::Error::AccessDenied("the call names no sender".into()))?;
+    let dbus = fdo::DBusProxy::new(conn).await?;
+    dbus.get_connection_unix_user(BusName::Unique(sender.to_owned()))
+        .await
 }
 
 /// A provider's error as a D-Bus error whose message is the whole chain.
@@ -40,6 +96,45 @@ impl Service {
     fn status_value(&self) -> fdo::Result<Value> {
         (self.status)().map_err(|e| failed("status", e))
     }
+
+    /// Carry out `request` for a caller that must be root.
+    async fn manage(
+        &self,
+        conn: &zbus::Connection,
+        header: &Header<'_>,
+        request: Request,
+    ) -> fdo::Result<String> {
+        let method = header.member().map_or("?", |m| m.as_str()).to_owned();
+        let uid = caller_uid(conn, header).await.map_err(|e| {
+            tracing::warn!("refusing {method}: the caller's uid is unknown: {e}");
+            fdo::Error::AccessDenied(format!("{method}: the caller's uid is unknown: {e}"))
+        })?;
+        if uid != 0 {
+            tracing::warn!("refusing {method} from uid {uid}: only root may change the boot state");
+            return Err(fdo::Error::AccessDenied(format!(
+                "{method}: only root may change the boot state (the caller is uid {uid})"
+            )));
+        }
+        let Some(manage) = &self.manage else {
+            return Err(fdo::Error::NotSupported(format!(
+                "{method}: this service only reads"
+            )));
+        };
+        tracing::info!("{method} asked by root over D-Bus: {request:?}");
+        manage(request).map_err(|e| {
+            let text = format!("{method}: {}", crate::exit::chain(&e));
+            tracing::warn!("{text}");
+            match crate::exit::code_for(&e) {
+                crate::exit::Code::Usage => fdo::Error::InvalidArgs(text),
+                _ => fdo::Error::Failed(text),
+            }
+        })
+    }
+}
+
+/// An empty snapshot argument: the command's default.
+fn snapshot_arg(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
 }
 
 /// The properties, read from a status document (the JSON form of
@@ -138,6 +233,65 @@ impl Service {
             .map_err(|e| failed("last verdict", e))
     }
 
+    /// Arm a snapshot as the trial (`health-checker arm`): `snapshot` a
+    /// path from the top-level subvolume or a snapper number, empty: the
+    /// default subvolume; `tries` 1-9, 0: the configured number. Returns
+    /// what the command says. Root only.
+    async fn arm(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: Header<'_>,
+        snapshot: String,
+        tries: u8,
+    ) -> fdo::Result<String> {
+        let request = Request::Arm {
+            snapshot: snapshot_arg(snapshot),
+            tries: (tries != 0).then_some(tries),
+        };
+        self.manage(conn, &header, request).await
+    }
+
+    /// Make a snapshot the known-good (`health-checker mark-good`); empty:
+    /// the booted snapshot. Returns what the command says. Root only.
+    async fn mark_good(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: Header<'_>,
+        snapshot: String,
+    ) -> fdo::Result<String> {
+        let request = Request::MarkGood {
+            snapshot: snapshot_arg(snapshot),
+        };
+        self.manage(conn, &header, request).await
+    }
+
+    /// Mark a snapshot bad (`health-checker mark-bad`); empty: the trial.
+    /// Returns what the command says. Root only.
+    async fn mark_bad(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: Header<'_>,
+        snapshot: String,
+    ) -> fdo::Result<String> {
+        let request = Request::MarkBad {
+            snapshot: snapshot_arg(snapshot),
+        };
+        self.manage(conn, &header, request).await
+    }
+
+    /// Go back to the known-good snapshot (`health-checker rollback`) and,
+    /// unless `no_reboot`, reboot into it. Returns what the command says
+    /// (before the reboot). Root only.
+    async fn rollback(
+        &self,
+        #[zbus(connection)] conn: &zbus::Connection,
+        #[zbus(header)] header: Header<'_>,
+        no_reboot: bool,
+    ) -> fdo::Result<String> {
+        self.manage(conn, &header, Request::Rollback { no_reboot })
+            .await
+    }
+
     /// Whether the system is in degraded mode.
     #[zbus(property(emits_changed_signal = "false"), name = "Degraded")]
     fn degraded_property(&self) -> fdo::Result<bool> {
@@ -164,8 +318,12 @@ impl Service {
 
     /// A trial failed; the system rolls back to the known-good snapshot and
     /// reboots. Arguments: a one-line summary, the alert as JSON.
-    #[zbus(signal)]
-    async fn rollback(emitter: &SignalEmitter<'_>, summary: &str, json: &str) -> zbus::Result<()>;
+    #[zbus(signal, name = "Rollback")]
+    async fn rollback_signal(
+        emitter: &SignalEmitter<'_>,
+        summary: &str,
+        json: &str,
+    ) -> zbus::Result<()>;
 
     /// GRUB ran out of attempts for a trial and booted the known-good
     /// snapshot. Arguments: a one-line summary, the alert as JSON.
@@ -199,13 +357,26 @@ pub fn start(
     status: Provider,
     last_verdict: Provider,
 ) -> anyhow::Result<Connection> {
+    start_with(
+        address,
+        Handlers {
+            status,
+            last_verdict,
+            manage: None,
+        },
+    )
+}
+
+/// [`start`] with the management methods answered by `handlers.manage`.
+pub fn start_with(address: Option<&str>, handlers: Handlers) -> anyhow::Result<Connection> {
     let (builder, bus) = match address {
         Some(a) => (Builder::address(a), a),
         None => (Builder::system(), "the system bus"),
     };
     let service = Service {
-        status,
-        last_verdict,
+        status: handlers.status,
+        last_verdict: handlers.last_verdict,
+        manage: handlers.manage,
     };
     let conn = builder
         .and_then(|b| b.serve_at(HC_PATH, service))
@@ -225,13 +396,9 @@ pub fn start(
 /// Serve until the process is stopped (`health-checker dbus-service`), the
 /// name is lost or the bus goes away (both errors: systemd restarts the
 /// unit or bus activation starts it again).
-pub fn serve(
-    address: Option<&str>,
-    status: Provider,
-    last_verdict: Provider,
-) -> anyhow::Result<()> {
+pub fn serve(address: Option<&str>, handlers: Handlers) -> anyhow::Result<()> {
     let bus = address.unwrap_or("the system bus");
-    let conn = start(address, status, last_verdict)?;
+    let conn = start_with(address, handlers)?;
     tracing::info!(
         "serving {HC_NAME} as {}",
         conn.unique_name().map_or("?", |n| n.as_str())

@@ -14,10 +14,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::dbus::PrivateBus;
+use common::process::Killed;
 use common::require;
 use health_checker::actions::{ActionSettings, Actions, Bus, SystemActions};
 use health_checker::dbus_service::Activation::{Allow, RunningOnly};
-use health_checker::dbus_service::{fetch_status, start, Provider, HC_NAME, HC_PATH};
+use health_checker::dbus_service::{
+    fetch_status, start, start_with, Handlers, Manager, Provider, Request, HC_NAME, HC_PATH,
+};
+use health_checker::exit::{with_code, Code};
 use health_checker::paths::Root;
 use serde_json::{json, Value};
 use zbus::blocking::Connection;
@@ -164,7 +168,21 @@ fn introspection_documents_methods_properties_and_signals() {
         let m = format!("<method name=\"{method}\"><arg type=\"s\" direction=\"out\"/></method>");
         assert!(iface.contains(&m), "{m} in {iface}");
     }
-    assert_eq!(count("method"), 2, "{iface}");
+    for (method, args) in [
+        ("Arm", vec![("snapshot", "s"), ("tries", "y")]),
+        ("MarkGood", vec![("snapshot", "s")]),
+        ("MarkBad", vec![("snapshot", "s")]),
+        ("Rollback", vec![("no_reboot", "b")]),
+    ] {
+        let ins: String = args
+            .iter()
+            .map(|(n, t)| format!("<arg name=\"{n}\" type=\"{t}\" direction=\"in\"/>"))
+            .collect();
+        let m =
+            format!("<method name=\"{method}\">{ins}<arg type=\"s\" direction=\"out\"/></method>");
+        assert!(iface.contains(&m), "{m} in {iface}");
+    }
+    assert_eq!(count("method"), 6, "{iface}");
     for signal in ["Rollback", "GrubFallback", "Degraded", "Promoted"] {
         let s = format!(
             "<signal name=\"{signal}\"><arg name=\"summary\" type=\"s\"/><arg name=\"json\" type=\"s\"/></signal>"
@@ -182,6 +200,192 @@ fn introspection_documents_methods_properties_and_signals() {
         assert!(iface.contains(&p), "{p} in {iface}");
     }
     assert_eq!(count("property"), 4, "{iface}");
+}
+
+/// The `<interface>` element of our interface in an introspection
+/// document, comments and the blanks between tags removed.
+fn interface_element(xml: &str) -> String {
+    let mut text = xml.to_owned();
+    while let Some(start) = text.find("<!--") {
+        let end = text[start..]
+            .find("-->")
+            .map(|e| start + e + 3)
+            .expect("a closed comment");
+        text.replace_range(start..end, "");
+    }
+    let start = text
+        .find(&format!("<interface name=\"{IFACE}\">"))
+        .unwrap_or_else(|| panic!("{IFACE} missing from {xml}"));
+    let len = text[start..]
+        .find("</interface>")
+        .expect("closed interface");
+    text[start..start + len + "</interface>".len()]
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .concat()
+}
+
+/// `docs/io.github.healthchecker.HealthChecker1.xml` (installed under
+/// `/usr/share/dbus-1/interfaces/`) is what the service really answers.
+#[test]
+fn the_documented_introspection_xml_is_the_services() {
+    let bus = PrivateBus::start();
+    let _service = start(Some(&bus.address), fixed(status()), fixed(json!({}))).unwrap();
+    let conn = client(&bus);
+    let real = zbus::blocking::fdo::IntrospectableProxy::builder(&conn)
+        .destination(HC_NAME)
+        .unwrap()
+        .path(HC_PATH)
+        .unwrap()
+        .build()
+        .unwrap()
+        .introspect()
+        .expect("Introspect");
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs/io.github.healthchecker.HealthChecker1.xml");
+    let documented = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    assert_eq!(
+        interface_element(&documented),
+        interface_element(&real),
+        "{} differs from the service's introspection; the service says:\n{real}",
+        file.display()
+    );
+}
+
+type Asked = std::sync::Arc<std::sync::Mutex<Vec<Request>>>;
+
+/// A manager that records what it is asked and answers with it; a snapshot
+/// named "bad" is a usage error, "broken" another error.
+fn recording_manager() -> (Manager, Asked) {
+    let asked = Asked::default();
+    let log = asked.clone();
+    let manager: Manager = Box::new(move |r: Request| {
+        log.lock().unwrap().push(r.clone());
+        match &r {
+            Request::MarkGood { snapshot: Some(s) } if s == "bad" => Err(with_code(
+                Code::Usage,
+                anyhow::anyhow!("no snapshot \"bad\" in the store"),
+            )),
+            Request::MarkGood { snapshot: Some(s) } if s == "broken" => {
+                Err(anyhow::anyhow!("grubenv: input/output error"))
+            }
+            _ => Ok(format!("done: {r:?}")),
+        }
+    });
+    (manager, asked)
+}
+
+/// The service checks the caller's uid itself: on a bus that lets everyone
+/// call everything, a user who is not root is refused with `AccessDenied`
+/// and nothing is asked of the manager; root's calls reach it with their
+/// arguments, and its errors come back as D-Bus errors.
+#[test]
+fn the_service_lets_only_root_manage() {
+    let bus = PrivateBus::start();
+    let (manage, asked) = recording_manager();
+    let _service = start_with(
+        Some(&bus.address),
+        Handlers {
+            status: fixed(status()),
+            last_verdict: fixed(json!({})),
+            manage: Some(manage),
+        },
+    )
+    .expect("serving");
+    let dest = format!("--dest={HC_NAME}");
+    let to_us = |member: &str| format!("{IFACE}.{member}");
+    for call in [
+        vec![
+            dest.clone(),
+            HC_PATH.into(),
+            to_us("Arm"),
+            "string:2".into(),
+            "byte:2".into(),
+        ],
+        vec![
+            dest.clone(),
+            HC_PATH.into(),
+            to_us("MarkGood"),
+            "string:".into(),
+        ],
+        vec![
+            dest.clone(),
+            HC_PATH.into(),
+            to_us("MarkBad"),
+            "string:".into(),
+        ],
+        vec![
+            dest.clone(),
+            HC_PATH.into(),
+            to_us("Rollback"),
+            "boolean:true".into(),
+        ],
+    ] {
+        let args: Vec<&str> = call.iter().map(String::as_str).collect();
+        let (ok, out) = send_as_nobody(&bus.address, &args);
+        assert!(!ok, "nobody must not call {call:?}: {out}");
+        assert!(
+            out.contains("org.freedesktop.DBus.Error.AccessDenied")
+                && out.contains("only root may change the boot state (the caller is uid 65534)"),
+            "{call:?} refused by the service: {out}"
+        );
+    }
+    assert_eq!(*asked.lock().unwrap(), [], "nothing reached the manager");
+    // Reading is still everyone's.
+    let (ok, out) = send_as_nobody(&bus.address, &[&dest, HC_PATH, &to_us("GetStatus")]);
+    assert!(ok, "{out}");
+
+    let conn = client(&bus);
+    let p = proxy(&conn);
+    let said: String = p.call("Arm", &("3", 2u8)).expect("Arm as root");
+    assert!(said.starts_with("done: Arm"), "{said}");
+    let _: String = p.call("Arm", &("", 0u8)).expect("Arm as root");
+    let _: String = p.call("MarkGood", &("",)).expect("MarkGood as root");
+    let _: String = p.call("MarkBad", &("4",)).expect("MarkBad as root");
+    let _: String = p.call("Rollback", &(false,)).expect("Rollback as root");
+    let err = p.call::<_, _, String>("MarkGood", &("bad",)).unwrap_err();
+    assert!(
+        matches!(&err, zbus::Error::MethodError(name, Some(msg), _)
+            if name.as_str() == "org.freedesktop.DBus.Error.InvalidArgs"
+                && msg.contains("MarkGood: no snapshot \"bad\"")),
+        "{err:?}"
+    );
+    let err = p
+        .call::<_, _, String>("MarkGood", &("broken",))
+        .unwrap_err();
+    assert!(
+        matches!(&err, zbus::Error::MethodError(name, Some(msg), _)
+            if name.as_str() == "org.freedesktop.DBus.Error.Failed"
+                && msg.contains("grubenv: input/output error")),
+        "{err:?}"
+    );
+    let some = |s: &str| Some(s.to_owned());
+    assert_eq!(
+        *asked.lock().unwrap(),
+        [
+            Request::Arm {
+                snapshot: some("3"),
+                tries: Some(2)
+            },
+            Request::Arm {
+                snapshot: None,
+                tries: None
+            },
+            Request::MarkGood { snapshot: None },
+            Request::MarkBad {
+                snapshot: some("4")
+            },
+            Request::Rollback { no_reboot: false },
+            Request::MarkGood {
+                snapshot: some("bad")
+            },
+            Request::MarkGood {
+                snapshot: some("broken")
+            },
+        ]
+    );
 }
 
 #[test]
@@ -318,16 +522,6 @@ fn wait_for_service(address: &str, child: &mut std::process::Child) -> Value {
             "the service did not start in 20 s"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Kills the child when dropped (a failed assertion must not leave it).
-struct Killed(std::process::Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -495,7 +689,9 @@ fn the_bus_policy_lets_everyone_read_and_only_root_change_anything() {
             "string:Trial",
             "variant:string:@/.snapshots/9/snapshot",
         ],
-        vec![dest.as_str(), HC_PATH, &to_us("MarkGood")],
+        vec![dest.as_str(), HC_PATH, &to_us("MarkGood"), "string:"],
+        vec![dest.as_str(), HC_PATH, &to_us("Arm"), "string:2", "byte:2"],
+        vec![dest.as_str(), HC_PATH, &to_us("Rollback"), "boolean:true"],
         vec![
             "--dest=org.freedesktop.DBus",
             "/org/freedesktop/DBus",
@@ -512,13 +708,14 @@ fn the_bus_policy_lets_everyone_read_and_only_root_change_anything() {
         );
     }
 
-    // Root gets through to the service (which then answers for itself).
+    // Root gets through to the service (which then answers for itself:
+    // this one was started without the management methods).
     let conn = client(&bus);
     let err = proxy(&conn)
-        .call::<_, _, ()>("MarkGood", &())
+        .call::<_, _, String>("MarkGood", &("",))
         .unwrap_err()
         .to_string();
-    assert!(err.contains("UnknownMethod"), "{err}");
+    assert!(err.contains("NotSupported"), "{err}");
 }
 
 #[test]

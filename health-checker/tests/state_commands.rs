@@ -895,3 +895,98 @@ fn arm_and_rollback_decide_after_the_lock_of_a_running_check() {
     assert!(err.contains("is the known-good snapshot"), "{err}");
     assert_eq!(s.key("hc_trial"), None);
 }
+
+/// The management methods of the D-Bus service (`health-checker
+/// dbus-service` on a private bus, called as root) change what the commands
+/// of the same names change, under the same lock, and answer with what the
+/// commands print; a usage error is `InvalidArgs`.
+#[test]
+fn dbus_management_methods_run_the_commands() {
+    let s = Sys::new(1, 1, "tries = 3\n");
+    s.env(Some(1), None);
+    let bus = common::dbus::PrivateBus::start();
+    let mut service = common::process::Killed::new(
+        Command::new(env!("CARGO_BIN_EXE_health-checker"))
+            .arg("--root")
+            .arg(&s.root)
+            .args(["dbus-service", "--bus-address", &bus.address])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("starting health-checker dbus-service"),
+    );
+    let conn = zbus::blocking::connection::Builder::address(bus.address.as_str())
+        .and_then(|b| b.method_timeout(Duration::from_secs(30)).build())
+        .expect("connecting to the private bus");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let proxy = loop {
+        let p = zbus::blocking::Proxy::new(
+            &conn,
+            health_checker::dbus_service::HC_NAME,
+            health_checker::dbus_service::HC_PATH,
+            "io.github.healthchecker.HealthChecker1",
+        )
+        .expect("a proxy");
+        if p.call::<_, _, String>("GetLastVerdict", &()).is_ok() {
+            break p;
+        }
+        assert!(service.running(), "health-checker dbus-service exited");
+        assert!(
+            Instant::now() < deadline,
+            "the service did not answer in 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    // Arm by number with 2 attempts: the trial, the default, the history.
+    let said: String = proxy.call("Arm", &("2", 2u8)).expect("Arm");
+    assert!(
+        said.contains(&format!("armed {} (ID {}) as the trial", snap(2), s.id(2))),
+        "{said}"
+    );
+    assert!(said.contains("at most 2 time(s)"), "{said}");
+    assert_eq!(s.key("hc_trial"), Some(snap(2)));
+    assert_eq!(s.key("hc_tries").as_deref(), Some("2"));
+    assert_eq!(s.default_id(), s.id(2));
+    // Empty snapshot and 0 tries: the default subvolume, configured tries.
+    let said: String = proxy.call("Arm", &("", 0u8)).expect("Arm");
+    assert!(said.contains("at most 3 time(s)"), "{said}");
+    assert_eq!(s.key("hc_tries").as_deref(), Some("3"));
+
+    // The known-good is no trial: a usage error, nothing changed.
+    let err = proxy
+        .call::<_, _, String>("Arm", &(snap(1).as_str(), 0u8))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("InvalidArgs"), "{err}");
+    assert!(err.contains("is the known-good snapshot"), "{err}");
+    // Out of range attempts: the same.
+    let err = proxy
+        .call::<_, _, String>("Arm", &("3", 12u8))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("InvalidArgs"), "{err}");
+    assert_eq!(s.key("hc_trial"), Some(snap(2)));
+
+    // Mark the trial bad: disarmed, the default back to the known-good.
+    let said: String = proxy.call("MarkBad", &("",)).expect("MarkBad");
+    assert!(said.contains("marked bad, disarmed"), "{said}");
+    assert_eq!(s.key("hc_trial"), None);
+    assert_eq!(s.default_id(), s.id(1));
+
+    // Mark snapshot 3 good: the new known-good, the default follows.
+    let said: String = proxy.call("MarkGood", &("3",)).expect("MarkGood");
+    assert!(said.contains("is now the known-good snapshot"), "{said}");
+    assert_eq!(s.key("hc_good"), Some(snap(3)));
+    assert_eq!(s.default_id(), s.id(3));
+
+    // Roll back (no reboot): snapshot 1 runs, 3 is the known-good.
+    let said: String = proxy.call("Rollback", &(true,)).expect("Rollback");
+    assert!(said.contains("not rebooting"), "{said}");
+    assert_eq!(s.default_id(), s.id(3));
+
+    assert_eq!(
+        s.kinds(),
+        ["arm", "arm", "mark-bad", "mark-good", "rollback"]
+    );
+    assert!(service.running(), "still serving");
+}

@@ -15,6 +15,7 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::change::{apply, Change};
+use super::say::Say;
 use super::snapshot_arg::{refuse_top_level, resolve};
 use super::system::{LoadedConfig, System};
 use crate::actions::Bus;
@@ -43,9 +44,15 @@ pub struct ArmArgs {
 
 /// Run `arm`.
 pub fn run(root: &Root, args: &ArmArgs) -> anyhow::Result<Code> {
+    run_with(root, args, Bus::System, &mut Say::print())
+}
+
+/// Run `arm` with signals and systemd on `bus`, its messages to `say` (the
+/// D-Bus method `Arm` runs this too).
+pub fn run_with(root: &Root, args: &ArmArgs, bus: Bus, say: &mut Say) -> anyhow::Result<Code> {
     let config = LoadedConfig::load(root).required()?;
     let tries = args.tries.unwrap_or(config.boot.tries);
-    let sys = System::open(root, config, Bus::System, false)?;
+    let sys = System::open(root, config, bus, false)?;
     // Read, decide and write under the lock a check holds for the same.
     let _lock = sys.state.lock().code(Code::Runtime)?;
     let state = sys.boot_state()?;
@@ -111,14 +118,22 @@ pub fn run(root: &Root, args: &ArmArgs) -> anyhow::Result<Code> {
         )
     };
     let notes = apply(&sys, &change)?;
-    print_armed(&target, tries, state.good.as_ref(), &default, &replaced);
+    print_armed(
+        say,
+        &target,
+        tries,
+        state.good.as_ref(),
+        &default,
+        &replaced,
+    );
     for n in notes {
-        eprintln!("{n}");
+        say.note(n);
     }
     Ok(Code::Ok)
 }
 
 fn print_armed(
+    say: &mut Say,
     target: &SnapshotRef,
     tries: u8,
     good: Option<&SnapshotRef>,
@@ -129,11 +144,11 @@ fn print_armed(
         Some(g) => format!("falling back to the known-good {}", g.path),
         None => "there is no known-good snapshot to fall back to yet".to_owned(),
     };
-    println!(
+    say.out(format!(
         "armed {} (ID {}) as the trial{replaced}: GRUB boots it at most {tries} time(s), then {fallback}",
         target.path, target.id
-    );
+    ));
     if default != target {
-        println!("the default subvolume is now {}", target.path);
+        say.out(format!("the default subvolume is now {}", target.path));
     }
 }

@@ -1,17 +1,23 @@
 //! `health-checker dbus-service`: serve `io.github.healthchecker.HealthChecker1`
 //! on the system bus (started by `health-checker-dbus.service`, on demand
 //! through bus activation). Each request reads the files afresh; nothing is
-//! cached and nothing is written (the unit runs with a read-only file
-//! system).
+//! cached. Only the management methods (root's) write, through the code of
+//! the commands `arm`, `mark-good`, `mark-bad` and `rollback`, under the
+//! same lock.
 
 use anyhow::{anyhow, Context};
 use clap::Args;
 use serde_json::{json, Value};
 
-use crate::dbus_service::{self, Provider};
+use super::arm::ArmArgs;
+use super::mark::{MarkBadArgs, MarkGoodArgs};
+use super::rollback::RollbackArgs;
+use super::say::Say;
+use crate::dbus_service::{self, Handlers, Manager, Provider, Request};
 use crate::exit::Code;
 use crate::paths::Root;
 use crate::state::StateFile;
+use crate::systemd::Bus;
 
 /// Options of `dbus-service`.
 #[derive(Debug, Clone, Args, Default)]
@@ -23,12 +29,50 @@ pub struct DbusServiceArgs {
 
 /// Serve until stopped.
 pub fn run(root: &Root, args: &DbusServiceArgs) -> anyhow::Result<Code> {
+    let bus = match &args.bus_address {
+        Some(a) => Bus::Address(a.clone()),
+        None => Bus::System,
+    };
     dbus_service::serve(
         args.bus_address.as_deref(),
-        status_provider(root),
-        last_verdict_provider(root),
+        Handlers {
+            status: status_provider(root),
+            last_verdict: last_verdict_provider(root),
+            manage: Some(manager(root, bus)),
+        },
     )?;
     Ok(Code::Ok)
+}
+
+/// The management methods: the commands of the same names, their messages
+/// collected as the answer; signals and systemd (a rollback's reboot) on
+/// `bus`.
+pub fn manager(root: &Root, bus: Bus) -> Manager {
+    let root = root.clone();
+    Box::new(move |request| {
+        let mut say = Say::collect();
+        let bus = bus.clone();
+        match request {
+            Request::Arm { snapshot, tries } => {
+                let args = ArmArgs {
+                    snapshot,
+                    tries,
+                    if_default_changed: false,
+                };
+                super::arm::run_with(&root, &args, bus, &mut say)
+            }
+            Request::MarkGood { snapshot } => {
+                super::mark::run_good_with(&root, &MarkGoodArgs { snapshot }, bus, &mut say)
+            }
+            Request::MarkBad { snapshot } => {
+                super::mark::run_bad_with(&root, &MarkBadArgs { snapshot }, bus, &mut say)
+            }
+            Request::Rollback { no_reboot } => {
+                super::rollback::run_with(&root, &RollbackArgs { no_reboot }, bus, &mut say)
+            }
+        }?;
+        Ok(say.text())
+    })
 }
 
 /// The provider of `GetStatus` and the properties.

@@ -15,6 +15,7 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::change::{apply, Change};
+use super::say::Say;
 use super::snapshot_arg::{refuse_top_level, resolve};
 use super::system::{LoadedConfig, System};
 use crate::actions::Bus;
@@ -42,14 +43,25 @@ pub struct MarkBadArgs {
     pub snapshot: Option<String>,
 }
 
-fn open(root: &Root) -> anyhow::Result<System> {
+fn open(root: &Root, bus: Bus) -> anyhow::Result<System> {
     let config = LoadedConfig::load(root).required()?;
-    System::open(root, config, Bus::System, false)
+    System::open(root, config, bus, false)
 }
 
 /// Run `mark-good`.
 pub fn run_good(root: &Root, args: &MarkGoodArgs) -> anyhow::Result<Code> {
-    let sys = open(root)?;
+    run_good_with(root, args, Bus::System, &mut Say::print())
+}
+
+/// Run `mark-good` with signals and systemd on `bus`, its messages to `say`
+/// (the D-Bus method `MarkGood` runs this too).
+pub fn run_good_with(
+    root: &Root,
+    args: &MarkGoodArgs,
+    bus: Bus,
+    say: &mut Say,
+) -> anyhow::Result<Code> {
+    let sys = open(root, bus)?;
     // Read, decide and write under the lock a check holds for the same.
     let _lock = sys.state.lock().code(Code::Runtime)?;
     let state = sys.boot_state()?;
@@ -86,22 +98,33 @@ pub fn run_good(root: &Root, args: &MarkGoodArgs) -> anyhow::Result<Code> {
         )
     };
     let notes = apply(&sys, &change)?;
-    println!(
+    say.out(format!(
         "{} (ID {}) is now the known-good snapshot",
         target.path, target.id
-    );
+    ));
     if follow {
-        println!("the default subvolume is now {}", target.path);
+        say.out(format!("the default subvolume is now {}", target.path));
     }
     for n in notes {
-        eprintln!("{n}");
+        say.note(n);
     }
     Ok(Code::Ok)
 }
 
 /// Run `mark-bad`.
 pub fn run_bad(root: &Root, args: &MarkBadArgs) -> anyhow::Result<Code> {
-    let sys = open(root)?;
+    run_bad_with(root, args, Bus::System, &mut Say::print())
+}
+
+/// Run `mark-bad` with signals and systemd on `bus`, its messages to `say`
+/// (the D-Bus method `MarkBad` runs this too).
+pub fn run_bad_with(
+    root: &Root,
+    args: &MarkBadArgs,
+    bus: Bus,
+    say: &mut Say,
+) -> anyhow::Result<Code> {
+    let sys = open(root, bus)?;
     // Read, decide and write under the lock a check holds for the same.
     let _lock = sys.state.lock().code(Code::Runtime)?;
     let state = sys.boot_state()?;
@@ -171,17 +194,20 @@ pub fn run_bad(root: &Root, args: &MarkBadArgs) -> anyhow::Result<Code> {
     } else {
         "recorded as bad"
     };
-    println!("{} (ID {}) marked bad, {what}", target.path, target.id);
+    say.out(format!(
+        "{} (ID {}) marked bad, {what}",
+        target.path, target.id
+    ));
     if let Some(g) = &set_default {
-        println!("the default subvolume is {} again", g.path);
+        say.out(format!("the default subvolume is {} again", g.path));
     }
     if sys.booted().is_ok_and(|b| b == target) {
-        println!(
-            "it is still the running system: reboot (or run `health-checker rollback`) to leave it"
+        say.out(
+            "it is still the running system: reboot (or run `health-checker rollback`) to leave it",
         );
     }
     for n in notes.into_iter().chain(warning) {
-        eprintln!("{n}");
+        say.note(n);
     }
     Ok(Code::Ok)
 }

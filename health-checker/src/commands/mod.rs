@@ -13,6 +13,7 @@ pub mod mark;
 pub mod probes_list;
 pub mod probes_run;
 pub mod rollback;
+pub mod say;
 pub mod snapshot_arg;
 pub mod status;
 pub mod status_print;

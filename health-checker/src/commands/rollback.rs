@@ -9,6 +9,7 @@ use anyhow::anyhow;
 use clap::Args;
 
 use super::change::{apply, Change};
+use super::say::Say;
 use super::system::{LoadedConfig, System};
 use crate::actions::{Actions, Bus};
 use crate::engine::BootState;
@@ -27,9 +28,15 @@ pub struct RollbackArgs {
 
 /// Run `rollback`.
 pub fn run(root: &Root, args: &RollbackArgs) -> anyhow::Result<Code> {
+    run_with(root, args, Bus::System, &mut Say::print())
+}
+
+/// Run `rollback` with signals and systemd (the reboot) on `bus`, its
+/// messages to `say` (the D-Bus method `Rollback` runs this too).
+pub fn run_with(root: &Root, args: &RollbackArgs, bus: Bus, say: &mut Say) -> anyhow::Result<Code> {
     let config = LoadedConfig::load(root).required()?;
     let no_reboot = args.no_reboot || config.boot.no_reboot;
-    let sys = System::open(root, config, Bus::System, args.no_reboot)?;
+    let sys = System::open(root, config, bus, args.no_reboot)?;
     // Read, decide and write under the lock a check holds for the same.
     let _lock = sys.state.lock().code(Code::Runtime)?;
     let state = sys.boot_state()?;
@@ -70,10 +77,10 @@ pub fn run(root: &Root, args: &RollbackArgs) -> anyhow::Result<Code> {
     let set_default = (default != good).then(|| good.clone());
     let needs_reboot = booted != good;
     if set_default.is_none() && after == state && !needs_reboot {
-        println!(
+        say.out(format!(
             "already on the known-good snapshot {} (ID {}); nothing to roll back",
             good.path, good.id
-        );
+        ));
         return Ok(Code::Ok);
     }
 
@@ -97,22 +104,22 @@ pub fn run(root: &Root, args: &RollbackArgs) -> anyhow::Result<Code> {
         )
     };
     let notes = apply(&sys, &change)?;
-    println!(
+    say.out(format!(
         "the default subvolume is the known-good {} (ID {}); the trial is cleared",
         good.path, good.id
-    );
+    ));
     for n in notes {
-        eprintln!("{n}");
+        say.note(n);
     }
     if !needs_reboot {
-        println!("the known-good snapshot is already running: no reboot needed");
+        say.out("the known-good snapshot is already running: no reboot needed");
     } else if no_reboot {
-        println!(
+        say.out(format!(
             "not rebooting (no-reboot): the next boot starts {}",
             good.path
-        );
+        ));
     } else {
-        println!("rebooting into {}", good.path);
+        say.out(format!("rebooting into {}", good.path));
         sys.actions
             .reboot(&format!("rollback by hand to {}", good.path))
             .code(Code::Runtime)?;

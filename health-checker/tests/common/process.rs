@@ -35,3 +35,26 @@ pub fn ended_within(pid: i32, limit: Duration) -> bool {
     }
     true
 }
+
+/// A child process killed (and reaped) when dropped: a failed assertion
+/// must not leave it running.
+#[derive(Debug)]
+pub struct Killed(pub std::process::Child);
+
+impl Killed {
+    pub fn new(child: std::process::Child) -> Self {
+        Killed(child)
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
