@@ -316,6 +316,8 @@ vm_qemu_args() {
         -drive "if=pflash,format=raw,unit=1,file=$2"
         -drive "if=virtio,format=raw,file=$1,cache=unsafe"
         -nic none -no-reboot)
+    # A test's own devices (e.g. a watchdog): VM_QEMU_EXTRA, an array.
+    VM_QEMU+=(${VM_QEMU_EXTRA[@]+"${VM_QEMU_EXTRA[@]}"})
 }
 
 # vm_boot_begin LOG / vm_boot_end LOG RC START: the bookkeeping around one
