@@ -214,7 +214,11 @@ mod tests {
         std::fs::write(t.path().join("boot/initrd.img-6.1.0-18-amd64"), "i").unwrap();
         symlink("boot/vmlinuz-6.1.0-18-amd64", t.path().join("vmlinuz")).unwrap();
         // An absolute target names the tree's own /boot, not the host's.
-        symlink("/boot/initrd.img-6.1.0-18-amd64", t.path().join("initrd.img")).unwrap();
+        symlink(
+            "/boot/initrd.img-6.1.0-18-amd64",
+            t.path().join("initrd.img"),
+        )
+        .unwrap();
         let (k, i) = find_kernel(t.path()).unwrap();
         assert_eq!(std::fs::read_to_string(k).unwrap(), "k");
         assert_eq!(std::fs::read_to_string(i).unwrap(), "i");

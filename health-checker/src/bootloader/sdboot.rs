@@ -171,16 +171,9 @@ impl SdBootEnv {
     /// when there is none (a first install).
     pub fn sync(&self, snapshots: &dyn Snapshots) -> Result<Done> {
         let mut done = Done::default();
-        if self.state.inner().load()?.source == grub_env::Source::Neither {
-            let path = self.esp.state_path();
-            let dir = path.parent().expect("the state file is in a directory");
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating {}", dir.display()))?;
-            self.state
-                .inner()
-                .update(|_| Ok(()))
-                .with_context(|| format!("creating {}", path.display()))?;
-            done.lines.push(format!("created {}", path.display()));
+        if self.create_state()? {
+            done.lines
+                .push(format!("created {}", self.esp.state_path().display()));
         }
         let state = self.load()?;
         let list = snapshots.list().context("listing the snapshots")?;
@@ -246,6 +239,28 @@ impl SdBootEnv {
         Ok(done)
     }
 
+    /// Create the state file (empty: no known-good, no trial) unless it
+    /// exists. Returns whether it was created.
+    pub fn create_state(&self) -> Result<bool> {
+        if self.state.inner().load()?.source != grub_env::Source::Neither {
+            return Ok(false);
+        }
+        let path = self.esp.state_path();
+        let dir = path.parent().expect("the state file is in a directory");
+        if !self.esp.dir().is_dir() {
+            bail!(
+                "{} does not exist: is the EFI system partition mounted?",
+                self.esp.dir().display()
+            );
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        self.state
+            .inner()
+            .update(|_| Ok(()))
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok(true)
+    }
+
     /// Build the entry of `snap` from its own kernel and initrd, copied
     /// onto the ESP.
     fn build(&self, snap: &SnapshotRef) -> Result<Entry> {
@@ -294,8 +309,16 @@ impl SdBootEnv {
     fn content_for(&self, snap: &SnapshotRef, entries: &[EntryName]) -> Result<Entry> {
         for n in entries.iter().filter(|n| n.id == snap.id) {
             if let Ok(e) = self.esp.read(n) {
-                if self.esp.dir().join(e.linux.trim_start_matches('/')).is_file()
-                    && self.esp.dir().join(e.initrd.trim_start_matches('/')).is_file()
+                if self
+                    .esp
+                    .dir()
+                    .join(e.linux.trim_start_matches('/'))
+                    .is_file()
+                    && self
+                        .esp
+                        .dir()
+                        .join(e.initrd.trim_start_matches('/'))
+                        .is_file()
                 {
                     return Ok(Entry {
                         title: format!("health-checker: {} (ID {})", snap.path, snap.id),
@@ -310,11 +333,7 @@ impl SdBootEnv {
     /// Make the entries follow `want`: new files, then `write_state`, then
     /// renames and removals, then unused kernels removed and `loader.conf`'s
     /// default line set.
-    fn reconcile(
-        &self,
-        want: &Want,
-        write_state: &mut dyn FnMut() -> Result<()>,
-    ) -> Result<Done> {
+    fn reconcile(&self, want: &Want, write_state: &mut dyn FnMut() -> Result<()>) -> Result<Done> {
         let mut done = Done::default();
         let before = self.esp.list()?;
         let selected = self.selected();
@@ -326,7 +345,10 @@ impl SdBootEnv {
         if let (Some(t), Some(n)) = (&want.trial, want.fresh) {
             let fresh = EntryName::new(Role::Trial, t.id, Some(Counter::fresh(n.into())));
             let content = self.content_for(t, &before)?;
-            for old in before.iter().filter(|o| o.role == Role::Trial && o.id == t.id) {
+            for old in before
+                .iter()
+                .filter(|o| o.role == Role::Trial && o.id == t.id)
+            {
                 if old.counter.is_none() {
                     self.esp.remove(old)?;
                     done.lines.push(format!("removed {old} (systemd #33504)"));
@@ -378,10 +400,8 @@ impl SdBootEnv {
 
         // 3. Renames and removals.
         let now = self.esp.list()?;
-        let menu_ids: Option<BTreeSet<u64>> = want
-            .menu
-            .as_ref()
-            .map(|m| m.iter().map(|s| s.id).collect());
+        let menu_ids: Option<BTreeSet<u64>> =
+            want.menu.as_ref().map(|m| m.iter().map(|s| s.id).collect());
         let good_id = want.good.as_ref().map(|g| g.id);
         let trial_id = want.trial.as_ref().map(|t| t.id);
         let stays_in_menu = |n: &EntryName| {
@@ -410,7 +430,9 @@ impl SdBootEnv {
                     continue;
                 }
                 Role::Good if good_id.is_none() && want.menu.is_none() => continue,
-                Role::Menu if want.menu.is_none() && Some(n.id) != good_id && Some(n.id) != trial_id => {
+                Role::Menu
+                    if want.menu.is_none() && Some(n.id) != good_id && Some(n.id) != trial_id =>
+                {
                     continue
                 }
                 _ => {}
@@ -453,7 +475,8 @@ impl SdBootEnv {
                 }
                 Err(e) => {
                     // Keep every file while an entry cannot be read.
-                    done.lines.push(format!("warning: {e:#}; no kernel removed"));
+                    done.lines
+                        .push(format!("warning: {e:#}; no kernel removed"));
                     self.esp.ensure_default()?;
                     return Ok(done);
                 }
@@ -497,9 +520,7 @@ pub fn default_choice(entries: &[EntryName]) -> Option<EntryName> {
 pub fn overlay(state: &mut BootState, entries: &[EntryName], selected: Option<&EntryName>) {
     state.fallback = None;
     state.booted = selected.and_then(|s| match s.role {
-        Role::Trial if state.trial.as_ref().is_some_and(|t| t.id == s.id) => {
-            Some(GrubEntry::Trial)
-        }
+        Role::Trial if state.trial.as_ref().is_some_and(|t| t.id == s.id) => Some(GrubEntry::Trial),
         Role::Good | Role::Trial if state.good.as_ref().is_some_and(|g| g.id == s.id) => {
             Some(GrubEntry::Good)
         }
@@ -535,7 +556,11 @@ impl BootEnv for SdBootEnv {
     }
 
     fn store(&self, changes: &[(&'static str, Option<String>)]) -> Result<()> {
-        let raw = self.state.inner().load().map_err(crate::engine::grubenv::with_advice)?;
+        let raw = self
+            .state
+            .inner()
+            .load()
+            .map_err(crate::engine::grubenv::with_advice)?;
         let mut keys: HashMap<String, String> = raw
             .env
             .iter()
@@ -555,9 +580,9 @@ impl BootEnv for SdBootEnv {
         }
         let new = BootState::from_keys(|k| keys.get(k).cloned())
             .with_context(|| format!("{}", self.esp.state_path().display()))?;
-        let rearmed = changes.iter().any(|(k, _)| {
-            [bootstate::TRIAL, bootstate::TRIAL_ID, bootstate::TRIES].contains(k)
-        });
+        let rearmed = changes
+            .iter()
+            .any(|(k, _)| [bootstate::TRIAL, bootstate::TRIAL_ID, bootstate::TRIES].contains(k));
         let want = Want {
             good: new.good.clone(),
             trial: new.trial.clone(),

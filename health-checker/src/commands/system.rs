@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 use grub_env::{Location, RealFs, Store};
 
 use crate::actions::{ActionSettings, Bus, SystemActions};
-use crate::config::{self, Config};
 use crate::bootloader::LoaderEnv;
+use crate::config::{self, Config};
 use crate::engine::{BootEnv, BootState, EngineConfig};
 use crate::exit::{Code, CodeExt};
 use crate::history::History;
