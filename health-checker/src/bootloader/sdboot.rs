@@ -519,13 +519,13 @@ pub fn default_choice(entries: &[EntryName]) -> Option<EntryName> {
 /// attempts left from its entry, the entry booted, a fall-back.
 pub fn overlay(state: &mut BootState, entries: &[EntryName], selected: Option<&EntryName>) {
     state.fallback = None;
+    // Which kind of entry the loader chose when this boot started, as
+    // GRUB's `hc_booted`: it stays what it was for the whole boot, even
+    // once the trial is promoted or cleared.
     state.booted = selected.and_then(|s| match s.role {
-        Role::Trial if state.trial.as_ref().is_some_and(|t| t.id == s.id) => Some(GrubEntry::Trial),
-        Role::Good | Role::Trial if state.good.as_ref().is_some_and(|g| g.id == s.id) => {
-            Some(GrubEntry::Good)
-        }
+        Role::Trial => Some(GrubEntry::Trial),
         Role::Good => Some(GrubEntry::Good),
-        _ => None,
+        Role::Menu => None,
     });
     if let Some(t) = &state.trial {
         // No counted entry: nothing protects the trial any more.
