@@ -169,7 +169,8 @@ fn a_promoted_trial_becomes_the_default_and_blessing_leaves_one_entry() {
     let next = w.boot().unwrap();
     assert!(next.ends_with("-257.conf"), "{next}");
     let s = env.load().unwrap();
-    assert_eq!(s.booted, Some(GrubEntry::Good));
+    assert_eq!((s.good.clone(), s.trial.clone()), (Some(snap(2)), None));
+    assert_eq!(s.fallback, None);
     write(&env, &arm(&s, snap(3), 2).unwrap());
     assert_eq!(
         w.entries(),
