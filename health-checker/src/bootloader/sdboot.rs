@@ -56,10 +56,10 @@ pub struct Done {
 }
 
 /// One of our entries as `status` and `boot-entries list` show it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EntryView {
     pub file: String,
-    pub role: &'static str,
+    pub role: String,
     pub snapshot_id: u64,
     /// systemd-boot's attempts left, for a counted entry.
     pub tries_left: Option<u32>,
@@ -68,12 +68,15 @@ pub struct EntryView {
 }
 
 /// The loader's side, for `status` and `doctor`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LoaderView {
     pub esp: String,
     pub loader_default: Option<String>,
     /// The entry systemd-boot boots by default (ours), as we predict it.
     pub default_entry: Option<String>,
+    /// Its kernel options.
+    #[serde(default)]
+    pub default_options: Option<String>,
     /// The trial's counting entry and its attempts left.
     pub counting_entry: Option<String>,
     pub tries_left: Option<u32>,
@@ -142,10 +145,14 @@ impl SdBootEnv {
             .iter()
             .filter(|n| n.role == Role::Trial && n.counter.is_some_and(|c| c.left > 0))
             .max_by_key(|n| n.counter.map(|c| c.left));
+        let default = default_choice(&entries);
         Ok(LoaderView {
             esp: self.esp.dir().display().to_string(),
             loader_default: self.esp.loader_default()?,
-            default_entry: default_choice(&entries).map(|n| n.to_string()),
+            default_entry: default.map(|n| n.to_string()),
+            default_options: default
+                .and_then(|n| self.esp.read(&n).ok())
+                .map(|e| e.options),
             counting_entry: counting.map(|n| n.to_string()),
             tries_left: counting.and_then(|n| n.counter).map(|c| c.left),
             booted_entry: self.vars.string("LoaderEntrySelected").ok().flatten(),
@@ -154,7 +161,7 @@ impl SdBootEnv {
                 .iter()
                 .map(|n| EntryView {
                     file: n.to_string(),
-                    role: if n.is_bad() { "bad" } else { n.role.as_str() },
+                    role: if n.is_bad() { "bad" } else { n.role.as_str() }.to_owned(),
                     snapshot_id: n.id,
                     tries_left: n.counter.map(|c| c.left),
                     tries_done: n.counter.and_then(|c| c.done),
