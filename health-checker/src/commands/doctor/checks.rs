@@ -279,7 +279,10 @@ pub fn boot_environment(f: &Facts) -> Finding {
         EnvFact::Missing => fail(
             C,
             format!("boot environment {} does not exist (nor its backup)", f.env_path),
-            "mount the EFI system partition and run `health-checker bootenv create`, then `update-grub`",
+            match f.systemd_boot {
+                None => "mount the EFI system partition and run `health-checker bootenv create`, then `update-grub`",
+                Some(_) => "mount the EFI system partition and run `health-checker boot-entries sync`",
+            },
         ),
         EnvFact::Unreadable(e) => fail(
             C,
