@@ -382,7 +382,7 @@ impl SdBootEnv {
                 // boot on every start, unprotected. One more counted attempt
                 // keeps it bounded and lets the checker judge it.
                 let to = EntryName::new(Role::Trial, t.id, Some(Counter::fresh(1)));
-                self.esp.rename(n, &to)?;
+                self.esp.move_entry(n, &to)?;
                 done.lines.push(format!(
                     "renamed {n} to {to}: the trial was blessed before it was judged"
                 ));
@@ -475,7 +475,7 @@ impl SdBootEnv {
                 && wanted_in_menu(n.id);
             match demoted {
                 Some(to) if goes_to_menu => {
-                    self.esp.rename(n, &to)?;
+                    self.esp.move_entry(n, &to)?;
                     done.lines.push(format!("renamed {n} to {to}"));
                     has_menu.insert(n.id, to);
                 }
