@@ -166,6 +166,40 @@ fn sync_arm_and_cleanup_on_real_snapshots() {
         text(&out)
     );
     assert_eq!(v["boot_environment"]["systemd_boot"]["tries_left"], 3);
+    let out = hc(&root, &["status"]);
+    assert!(
+        text(&out).contains(&format!("systemd-boot: default entry: {trial}"))
+            && text(&out).contains(&format!("counting entry: {trial}, 3 attempt(s) left")),
+        "{}",
+        text(&out)
+    );
+    let out = hc(&root, &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let check = |name: &str| {
+        v["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["check"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        check("systemd-boot-default")["level"],
+        "ok",
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        check("systemd-boot-counting")["level"],
+        "ok",
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        check("grub-snippet"),
+        serde_json::Value::Null,
+        "{}",
+        text(&out)
+    );
     let out = hc(&root, &["bootenv", "path"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
