@@ -212,3 +212,49 @@ fn sync_arm_and_cleanup_on_real_snapshots() {
         text(&out)
     );
 }
+
+#[test]
+fn a_deleted_known_good_gives_its_default_entry_to_the_default_subvolume() {
+    common::require::root("loop-mounted btrfs");
+    let (img, root, ids) = machine();
+    let esp = root.join("boot/efi");
+    let out = hc(&root, &["boot-entries", "sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = hc(
+        &root,
+        &[
+            "bootenv",
+            "set",
+            "hc_good=@/.snapshots/2/snapshot",
+            &format!("hc_good_id={}", ids[1]),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = hc(&root, &["boot-entries", "sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let good2 = format!("health-checker-boot-good-{}.conf", ids[1]);
+    assert!(entries(&esp).contains(&good2), "{:?}", entries(&esp));
+    common::btrfs::run(
+        "btrfs",
+        &[
+            "subvolume",
+            "delete",
+            img.at_top("@/.snapshots/2/snapshot").to_str().unwrap(),
+        ],
+    );
+    let out = hc(&root, &["boot-entries", "sync"]);
+    assert!(
+        out.status.success() && text(&out).contains("is not in the snapshot store"),
+        "{}",
+        text(&out)
+    );
+    let e = entries(&esp);
+    assert!(
+        e.contains(&format!("health-checker-boot-good-{}.conf", ids[0])),
+        "{e:?}"
+    );
+    assert!(
+        !e.iter().any(|n| n.contains(&format!("-{}", ids[1]))),
+        "{e:?}"
+    );
+}
