@@ -25,6 +25,13 @@ fn write(env: &dyn BootEnv, new: &BootState) -> BootState {
     env.load().unwrap()
 }
 
+/// An entry `name` on the ESP that the backend did not write (left by an
+/// earlier run or another tool), booting what the known-good entry boots.
+fn plant(w: &World, name: &str) {
+    let d = w.esp().join("loader/entries");
+    std::fs::copy(d.join("health-checker-boot-good-256.conf"), d.join(name)).unwrap();
+}
+
 fn with_good(w: &World) -> BootState {
     let env = w.env(5);
     let s = write(
@@ -221,12 +228,7 @@ fn an_unsuffixed_entry_of_the_same_name_never_stays_beside_a_counted_one() {
     let w = World::new();
     let env = w.env(5);
     let s = with_good(&w);
-    let d = w.esp().join("loader/entries");
-    std::fs::copy(
-        d.join("health-checker-boot-good-256.conf"),
-        d.join("health-checker-boot-trial-257.conf"),
-    )
-    .unwrap();
+    plant(&w, "health-checker-boot-trial-257.conf");
     write(&env, &arm(&s, snap(2), 2).unwrap());
     assert_eq!(
         w.entries(),
@@ -382,12 +384,7 @@ fn a_power_cut_between_the_trial_entry_and_the_state_is_judged_as_an_unarmed_def
     let w = World::new();
     let env = w.env(5);
     let s = with_good(&w);
-    let d = w.esp().join("loader/entries");
-    std::fs::copy(
-        d.join("health-checker-boot-good-256.conf"),
-        d.join("health-checker-boot-trial-257+3.conf"),
-    )
-    .unwrap();
+    plant(&w, "health-checker-boot-trial-257+3.conf");
     // systemd-boot boots it, counting.
     assert_eq!(
         w.boot().as_deref(),
