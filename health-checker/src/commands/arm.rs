@@ -118,8 +118,13 @@ pub fn run_with(root: &Root, args: &ArmArgs, bus: Bus, say: &mut Say) -> anyhow:
         )
     };
     let notes = apply(&sys, &change)?;
+    let loader = match sys.env.kind() {
+        crate::bootloader::Kind::Grub => "GRUB",
+        crate::bootloader::Kind::SystemdBoot => "systemd-boot",
+    };
     print_armed(
         say,
+        loader,
         &target,
         tries,
         state.good.as_ref(),
@@ -134,6 +139,7 @@ pub fn run_with(root: &Root, args: &ArmArgs, bus: Bus, say: &mut Say) -> anyhow:
 
 fn print_armed(
     say: &mut Say,
+    loader: &str,
     target: &SnapshotRef,
     tries: u8,
     good: Option<&SnapshotRef>,
@@ -145,7 +151,7 @@ fn print_armed(
         None => "there is no known-good snapshot to fall back to yet".to_owned(),
     };
     say.out(format!(
-        "armed {} (ID {}) as the trial{replaced}: GRUB boots it at most {tries} time(s), then {fallback}",
+        "armed {} (ID {}) as the trial{replaced}: {loader} boots it at most {tries} time(s), then {fallback}",
         target.path, target.id
     ));
     if default != target {
