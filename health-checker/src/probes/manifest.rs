@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use crate::config::Seconds;
+use crate::config::{Limit, Seconds};
 use crate::toml_error::{self, TomlError};
 use crate::verdict::{Phase, Severity};
 
@@ -52,6 +52,14 @@ pub struct Manifest {
     /// Minimum free space on a filesystem.
     #[serde(default)]
     pub min_free: Option<MinFree>,
+    /// Tasks the probe may have at once (`pids.max`); default:
+    /// `probes.tasks_max`.
+    #[serde(default)]
+    pub tasks_max: Option<Limit>,
+    /// Memory the probe may use (`memory.max`); default:
+    /// `probes.memory_max`.
+    #[serde(default)]
+    pub memory_max: Option<Limit>,
 }
 
 /// `stop = true` or `stop = ["/usr/libexec/foo", "--stop"]`.
@@ -237,7 +245,7 @@ min_free = { path = "/var", percent = 5 }
         let base = "description = \"x\"\nphase = \"late\"\nseverity = \"required\"\n";
         assert_eq!(
             err(&format!("{base}unit = [\"a.service\"]\n")),
-            format!("{F}:4: key `unit`: unknown field `unit`, expected one of `description`, `phase`, `severity`, `timeout`, `exec`, `stop`, `after`, `units`, `failed_units`, `ignore_units`, `fstab`, `min_free`")
+            format!("{F}:4: key `unit`: unknown field `unit`, expected one of `description`, `phase`, `severity`, `timeout`, `exec`, `stop`, `after`, `units`, `failed_units`, `ignore_units`, `fstab`, `min_free`, `tasks_max`, `memory_max`")
         );
         assert_eq!(
             err("description = \"x\"\nphase = \"middle\"\nseverity = \"required\"\nfstab = true\n"),
