@@ -1,4 +1,4 @@
-//! cgroup v2 containment (docs/design.md, "Containment"). Every command the
+//! cgroup v2 containment (docs/plugins.md, "Containment and limits"). Every command the
 //! supervisor ([`super::process`]) runs gets its own cgroup, a leaf of the
 //! checker's subtree, with task and memory limits when those controllers
 //! can be enabled. Its end kills the whole cgroup (`cgroup.kill`), so a
