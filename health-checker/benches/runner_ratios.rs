@@ -81,6 +81,7 @@ fn scripts(dir: &Path) -> Vec<PathBuf> {
 
 /// Run `cmd` to its end; its wall time and peak RSS (KiB, of it and the
 /// children it waited for).
+#[allow(clippy::zombie_processes)] // reaped by `wait4`, for its rusage
 fn timed(cmd: &mut Command) -> (Duration, u64) {
     let start = Instant::now();
     let child = cmd
@@ -164,7 +165,13 @@ fn main() {
     let sleepers = root(8, "sleep 1", None);
     let (ours, _) = median(3, || check(sleepers.path()));
     let (reference, _) = median(3, || xargs(sleepers.path(), 8));
-    ratio("8 probes of sleep 1, default configuration", ours, reference, "xargs -P 8", 1.1);
+    ratio(
+        "8 probes of sleep 1, default configuration",
+        ours,
+        reference,
+        "xargs -P 8",
+        1.1,
+    );
 
     // 50 trivial probes.
     let trivial = root(50, "exit 0", None);
@@ -177,7 +184,13 @@ fn main() {
         c.arg("--arg=check").arg(&plugins);
         c
     });
-    ratio("50 trivial probes", ours50, parts, "run-parts (one at a time)", 1.3);
+    ratio(
+        "50 trivial probes",
+        ours50,
+        parts,
+        "run-parts (one at a time)",
+        1.3,
+    );
 
     // The same with 400 other processes running.
     let mut others: Vec<_> = (0..400)
@@ -189,7 +202,13 @@ fn main() {
         let _ = c.wait();
     }
     let (quiet, _) = median(11, || check(trivial.path()));
-    ratio("50 trivial probes, 400 other processes", busy, quiet, "the same without them", 1.1);
+    ratio(
+        "50 trivial probes, 400 other processes",
+        busy,
+        quiet,
+        "the same without them",
+        1.1,
+    );
 
     // No probes at all: the checker's own cost.
     let empty = root(0, "", None);
@@ -217,7 +236,10 @@ fn main() {
         }
         std::fs::write(&cfg, text).unwrap();
         let (t, _) = median(1, || check(sixteen.path()));
-        println!("16 probes of sleep 0.5, parallel = {p:<2}               {:9.1} ms", ms(t));
+        println!(
+            "16 probes of sleep 0.5, parallel = {p:<2}               {:9.1} ms",
+            ms(t)
+        );
     }
     for p in [16, 50] {
         let cfg = trivial.path().join("etc/health-checker/config.toml");
@@ -227,6 +249,9 @@ fn main() {
         }
         std::fs::write(&cfg, text).unwrap();
         let (t, _) = median(11, || check(trivial.path()));
-        println!("50 trivial probes, parallel = {p:<2}                 {:9.1} ms", ms(t));
+        println!(
+            "50 trivial probes, parallel = {p:<2}                 {:9.1} ms",
+            ms(t)
+        );
     }
 }

@@ -89,7 +89,10 @@ fn a_daemon_that_leaves_the_group_and_clears_its_environment_is_killed() {
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(start.elapsed() < Duration::from_secs(5), "{text}");
     let pid = read_pid(&pidfile);
-    assert_gone(pid, "the daemon that left the group with a cleared environment");
+    assert_gone(
+        pid,
+        "the daemon that left the group with a cleared environment",
+    );
 }
 
 #[test]
@@ -110,7 +113,11 @@ fn a_timed_out_probe_that_ignores_sigterm_is_killed_with_its_cgroup() {
     let r = root.run(Phase::Early);
     let p = find(&r, "hang");
     assert_eq!(p.result, Outcome::Timeout, "{p:?}");
-    assert!(start.elapsed() < Duration::from_secs(4), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
     assert_gone(read_pid(&pidfile), "the daemon of a timed-out probe");
     assert_eq!(leaves(t, "hang"), Vec::<String>::new());
 }
@@ -182,11 +189,18 @@ fn cpu_time_and_peak_memory_are_recorded() {
     let cpu = p.cost.cpu_us.expect("CPU time");
     // 200000 rounds of shell arithmetic take tens of milliseconds at least.
     assert!(cpu >= 10_000, "cpu {cpu} us");
-    assert!(cpu <= (p.duration_ms + 50) * 1000 * 2, "cpu {cpu} us, wall {} ms", p.duration_ms);
+    assert!(
+        cpu <= (p.duration_ms + 50) * 1000 * 2,
+        "cpu {cpu} us, wall {} ms",
+        p.duration_ms
+    );
     let peak = p.cost.peak_memory_bytes.expect("peak memory");
     assert!((100 << 10..1 << 30).contains(&peak), "peak {peak}");
     let json = serde_json::to_value(p).unwrap();
-    assert!(json["cpu_us"].is_u64() && json["peak_memory_bytes"].is_u64(), "{json}");
+    assert!(
+        json["cpu_us"].is_u64() && json["peak_memory_bytes"].is_u64(),
+        "{json}"
+    );
 }
 
 #[test]
@@ -210,7 +224,15 @@ fn without_a_writable_cgroup2_the_checker_warns_and_contains_by_process_group() 
     let remount = "for m in $(awk '$9 == \"cgroup2\" {print $5}' /proc/self/mountinfo); do \
                    mount -o remount,bind,ro \"$m\" || exit 99; done; exec \"$@\"";
     let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "/bin/sh", "-c", remount, "sh"])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "/bin/sh",
+            "-c",
+            remount,
+            "sh",
+        ])
         .arg(env!("CARGO_BIN_EXE_health-checker"))
         .arg("--root")
         .arg(root.path())

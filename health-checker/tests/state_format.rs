@@ -99,7 +99,10 @@ fn todays_state_and_history_with_probe_costs_are_read_and_kept() {
     assert_eq!(app.duration_ms, Some(45));
     assert_eq!(app.cost.cpu_us, Some(1686));
     assert_eq!(app.cost.peak_memory_bytes, Some(2_011_136));
-    assert_eq!(app.cost.containment.as_deref(), Some("cgroup without limits"));
+    assert_eq!(
+        app.cost.containment.as_deref(),
+        Some("cgroup without limits")
+    );
     assert!(app.extra.is_empty(), "{:?}", app.extra);
     f.save(&s).unwrap();
     assert_eq!(json(f.path()), json(&fixture("state-v1-cost.json")));

@@ -75,9 +75,11 @@ static LEAVES: AtomicU64 = AtomicU64::new(0);
 /// nothing behind either).
 static ALIVE: Mutex<usize> = Mutex::new(0);
 
-/// The variable that turns containment off (`HC_CGROUP=off`): for a
-/// system where cgroups misbehave; the fallback is then used, with its
-/// warning.
+/// `HC_CGROUP=off` turns containment off (for a system where cgroups
+/// misbehave; the fallback is then used, with its warning).
+/// `HC_CGROUP=delegated`, set by the units beside `Delegate=yes`, says the
+/// checker's own cgroup is delegated to it, for a systemd that does not
+/// mark delegated cgroups with `trusted.delegate` (before version 251).
 pub const OFF_VAR: &str = "HC_CGROUP";
 
 /// The checker's subtree, set up on first use; `None` (after one warning)
@@ -369,9 +371,10 @@ fn wait_empty(dir: &Path, until: Instant) -> bool {
         if file.rewind().is_err() || file.read_to_string(&mut text).is_err() {
             return true;
         }
-        let busy = text
-            .lines()
-            .any(|l| l.split_once(' ').is_some_and(|(k, v)| k == "populated" && v.trim() != "0"));
+        let busy = text.lines().any(|l| {
+            l.split_once(' ')
+                .is_some_and(|(k, v)| k == "populated" && v.trim() != "0")
+        });
         if !busy {
             return true;
         }
@@ -494,7 +497,8 @@ fn getxattr(path: &std::ffi::CStr, name: &std::ffi::CStr, value: &mut [u8]) -> i
 fn setup() -> Result<Tree, String> {
     let (own, _mount) = own_cgroup()?;
     let under_systemd = Path::new("/run/systemd/system").is_dir();
-    let (base, source) = if under_systemd && delegated(&own) {
+    let said = std::env::var(OFF_VAR).is_ok_and(|v| v == "delegated");
+    let (base, source) = if under_systemd && (said || delegated(&own)) {
         // The checker itself moves into a leaf: a cgroup whose children
         // have controllers holds no processes.
         let me = own.join("supervisor");
@@ -548,7 +552,10 @@ fn reap_stale(parent: &Path) {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
-            tracing::info!("removing the cgroup of a checker that is gone: {}", e.path().display());
+            tracing::info!(
+                "removing the cgroup of a checker that is gone: {}",
+                e.path().display()
+            );
             remove_tree(&e.path());
         }
     }
@@ -563,7 +570,10 @@ fn enable_controllers(base: &Path) -> (bool, bool, Option<String>) {
     let mut missing = Vec::new();
     for (i, c) in ["pids", "memory"].iter().enumerate() {
         if !has(c) {
-            missing.push(format!("{c} (not in {}/cgroup.controllers)", base.display()));
+            missing.push(format!(
+                "{c} (not in {}/cgroup.controllers)",
+                base.display()
+            ));
             continue;
         }
         match write(&base.join("cgroup.subtree_control"), &format!("+{c}")) {

@@ -322,11 +322,10 @@ pub fn run_one(root: &Root, config: &Config, probe: &Probe, ctx: &ProbeContext) 
 
 /// Add what one command of a probe cost to the probe's total.
 pub fn add_cost(total: &mut ProbeCost, run: &process::Run) {
-    let sum = |a: Option<u64>, b: Option<u64>| match (a, b) {
+    total.cpu_us = match (total.cpu_us, run.cost.cpu_us) {
         (Some(a), Some(b)) => Some(a + b),
         (a, b) => a.or(b),
     };
-    total.cpu_us = sum(total.cpu_us, run.cost.cpu_us);
     total.peak_memory_bytes = total.peak_memory_bytes.max(run.cost.peak_memory_bytes);
     total.containment = Some(containment(run));
 }
