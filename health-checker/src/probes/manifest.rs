@@ -241,6 +241,28 @@ min_free = { path = "/var", percent = 5 }
     }
 
     #[test]
+    fn limits_are_read_and_bad_ones_name_file_line_and_key() {
+        let base = "description = \"x\"\nphase = \"late\"\nseverity = \"required\"\n";
+        let good = "description = \"x\"\nphase = \"late\"\nseverity = \"required\"\nfstab = true\n";
+        let m = ok(&format!("{good}tasks_max = 32\nmemory_max = \"64M\"\n"));
+        assert_eq!(m.tasks_max, Some(crate::config::Limit(Some(32))));
+        assert_eq!(m.memory_max, Some(crate::config::Limit(Some(64 << 20))));
+        let m = ok(&format!("{good}memory_max = \"max\"\n"));
+        assert_eq!(m.memory_max, Some(crate::config::Limit(None)));
+        for (line, want) in [
+            ("tasks_max = 0", "invalid limit 0: must be positive"),
+            ("tasks_max = -3", "invalid limit -3: must be positive"),
+            ("memory_max = \"12X\"", "unknown unit"),
+            ("memory_max = \"99999999999G\"", "too large"),
+        ] {
+            let e = err(&format!("{base}{line}\n"));
+            let key = line.split(' ').next().unwrap();
+            assert!(e.starts_with(&format!("{F}:4: key `{key}`: ")), "{e}");
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         let base = "description = \"x\"\nphase = \"late\"\nseverity = \"required\"\n";
         assert_eq!(
