@@ -7,7 +7,8 @@
 //!   without them;
 //! - a check with no probes against `/bin/true`;
 //! - the peak RSS of a check and the size of the binary;
-//! - why the default parallelism is 16: 16 waiting probes at 4, 8, 16.
+//! - why the default parallelism is 64: 16 waiting probes at 4 to 64, and
+//!   50 trivial probes at 16 to 64 (their start-ups overlap too).
 //!
 //! Every figure is `health-checker check --phase late --probes-only` run as
 //! a process on a root of its own (start-up, configuration, discovery,
@@ -114,6 +115,8 @@ fn check(dir: &Path) -> Command {
     c
 }
 
+/// `xargs -P p` running each script with `check` (through `env`, which
+/// executes it in place: xargs replaces `{}` in arguments only).
 fn xargs(dir: &Path, p: usize) -> Command {
     let list: Vec<String> = scripts(dir)
         .iter()
@@ -121,7 +124,7 @@ fn xargs(dir: &Path, p: usize) -> Command {
         .collect();
     let mut c = Command::new("/bin/sh");
     c.arg("-c").arg(format!(
-        "printf '%s\\n' {} | xargs -P {p} -I{{}} {{}} check",
+        "printf '%s\\n' {} | xargs -P {p} -I{{}} env {{}} check",
         list.join(" ")
     ));
     c
@@ -138,6 +141,25 @@ fn median(rounds: usize, mut make: impl FnMut() -> Command) -> (Duration, u64) {
     }
     times.sort();
     (times[times.len() / 2], rss)
+}
+
+/// Medians of `a` and `b` run in turn, `rounds` times each, so a change
+/// in the machine's load touches both alike.
+fn pair(
+    rounds: usize,
+    mut a: impl FnMut() -> Command,
+    mut b: impl FnMut() -> Command,
+) -> (Duration, Duration, u64) {
+    let (mut ta, mut tb, mut rss) = (Vec::new(), Vec::new(), 0);
+    for _ in 0..rounds {
+        let (t, r) = timed(&mut a());
+        ta.push(t);
+        rss = rss.max(r);
+        tb.push(timed(&mut b()).0);
+    }
+    ta.sort();
+    tb.sort();
+    (ta[rounds / 2], tb[rounds / 2], rss)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -163,8 +185,7 @@ fn main() {
 
     // 8 probes of `sleep 1`, default configuration.
     let sleepers = root(8, "sleep 1", None);
-    let (ours, _) = median(3, || check(sleepers.path()));
-    let (reference, _) = median(3, || xargs(sleepers.path(), 8));
+    let (ours, reference, _) = pair(3, || check(sleepers.path()), || xargs(sleepers.path(), 8));
     ratio(
         "8 probes of sleep 1, default configuration",
         ours,
@@ -175,15 +196,18 @@ fn main() {
 
     // 50 trivial probes.
     let trivial = root(50, "exit 0", None);
-    let (ours50, rss) = median(11, || check(trivial.path()));
-    let (xargs50, _) = median(11, || xargs(trivial.path(), 50));
+    let (ours50, xargs50, rss) = pair(15, || check(trivial.path()), || xargs(trivial.path(), 50));
     ratio("50 trivial probes", ours50, xargs50, "xargs -P 50", 1.3);
     let plugins = trivial.path().join("usr/lib/health-checker/plugins.d");
-    let (parts, _) = median(11, || {
-        let mut c = Command::new("run-parts");
-        c.arg("--arg=check").arg(&plugins);
-        c
-    });
+    let (ours50, parts, _) = pair(
+        15,
+        || check(trivial.path()),
+        || {
+            let mut c = Command::new("run-parts");
+            c.arg("--arg=check").arg(&plugins);
+            c
+        },
+    );
     ratio(
         "50 trivial probes",
         ours50,
@@ -192,28 +216,37 @@ fn main() {
         1.3,
     );
 
-    // The same with 400 other processes running.
-    let mut others: Vec<_> = (0..400)
-        .map(|_| Command::new("sleep").arg("600").spawn().unwrap())
-        .collect();
-    let (busy, _) = median(11, || check(trivial.path()));
-    for c in &mut others {
-        let _ = c.kill();
-        let _ = c.wait();
+    // The same with 400 other processes running, in turns with none.
+    let mut busy = Vec::new();
+    let mut quiet = Vec::new();
+    for _ in 0..7 {
+        let mut others: Vec<_> = (0..400)
+            .map(|_| Command::new("sleep").arg("600").spawn().unwrap())
+            .collect();
+        for _ in 0..3 {
+            busy.push(timed(&mut check(trivial.path())).0);
+        }
+        for c in &mut others {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for _ in 0..3 {
+            quiet.push(timed(&mut check(trivial.path())).0);
+        }
     }
-    let (quiet, _) = median(11, || check(trivial.path()));
+    busy.sort();
+    quiet.sort();
     ratio(
         "50 trivial probes, 400 other processes",
-        busy,
-        quiet,
+        busy[busy.len() / 2],
+        quiet[quiet.len() / 2],
         "the same without them",
         1.1,
     );
 
     // No probes at all: the checker's own cost.
     let empty = root(0, "", None);
-    let (none, _) = median(21, || check(empty.path()));
-    let (truth, _) = median(21, || Command::new("/bin/true"));
+    let (none, truth, _) = pair(31, || check(empty.path()), || Command::new("/bin/true"));
     ratio("a check with no probes", none, truth, "/bin/true", 2.0);
 
     println!(
@@ -228,7 +261,7 @@ fn main() {
 
     // Why 16: waiting probes overlap up to the bound, whatever the cores.
     let sixteen = root(16, "sleep 0.5", None);
-    for p in [4, 8, 16] {
+    for p in [4, 8, 16, 64] {
         let cfg = sixteen.path().join("etc/health-checker/config.toml");
         let mut text = format!("[probes]\nparallel = {p}\n");
         if !nix::unistd::geteuid().is_root() {
@@ -241,7 +274,7 @@ fn main() {
             ms(t)
         );
     }
-    for p in [16, 50] {
+    for p in [16, 32, 64] {
         let cfg = trivial.path().join("etc/health-checker/config.toml");
         let mut text = format!("[probes]\nparallel = {p}\n");
         if !nix::unistd::geteuid().is_root() {

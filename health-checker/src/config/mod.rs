@@ -137,9 +137,11 @@ impl Default for Probes {
 
 /// Probes of one phase running at once by default. Probes mostly wait (for
 /// a unit, a socket, the network), so the bound is not the core count: a
-/// phase takes as long as its slowest probe up to this many probes
-/// (BENCHMARKS.md, "Probe runner").
-pub const DEFAULT_PARALLEL: usize = 16;
+/// phase takes as long as its slowest probe up to this many probes, and
+/// even trivial probes finish sooner when their start-ups overlap
+/// (BENCHMARKS.md, "Probe runner"). Each runs under its task and memory
+/// limits.
+pub const DEFAULT_PARALLEL: usize = 64;
 
 /// Default `pids.max` of a probe's cgroup: far above what a check needs,
 /// far below what would exhaust the machine's PIDs.

@@ -79,7 +79,7 @@ fn schedule(
         waiting,
     });
     let wake = Condvar::new();
-    let workers = parallel.max(1).min(runnable.len().max(1));
+    let workers = parallel.max(1).min(runnable.len());
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
