@@ -457,6 +457,7 @@ mod tests {
         let mut e = ev("verdict");
         e.kind = EventKind::Verdict;
         e.probes.push(ProbeResult {
+            cost: Default::default(),
             name: "noisy".into(),
             severity: Severity::Required,
             result: Outcome::Fail,

@@ -8,7 +8,10 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = health_checker::cli::Cli::parse();
     health_checker::logging::init(cli.global.verbose);
-    match health_checker::cli::run(cli) {
+    let result = health_checker::cli::run(cli);
+    // Whatever a probe left that could not be killed at its end.
+    health_checker::probes::cgroup::cleanup();
+    match result {
         Ok(code) => code.into(),
         Err(err) => {
             eprintln!("health-checker: {}", health_checker::exit::chain(&err));

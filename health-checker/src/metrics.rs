@@ -298,6 +298,7 @@ mod tests {
 
     fn probe(name: &str, result: Outcome, ms: u64) -> ProbeResult {
         ProbeResult {
+            cost: Default::default(),
             name: name.into(),
             severity: Severity::Required,
             result,

@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::fsutil::{self, FormatVersion, Loaded};
 use crate::paths::{Root, STATE_DIR};
 use crate::snapshots::SnapshotRef;
-use crate::verdict::{Outcome, Phase, PhaseReport, Severity, Verdict};
+use crate::verdict::{Outcome, Phase, PhaseReport, ProbeCost, Severity, Verdict};
 
 /// Degraded mode: a known-good system (or one with nothing to roll back to)
 /// is broken; services were stopped and the admin alerted.
@@ -43,6 +43,12 @@ pub struct LastProbe {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub snapshot: SnapshotRef,
+    /// How long it ran (absent in files written before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// What it cost (absent in files written before these fields).
+    #[serde(flatten)]
+    pub cost: ProbeCost,
     /// Fields written by a newer version, kept as they are.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
@@ -135,6 +141,8 @@ impl State {
                     result: p.result,
                     reason: p.reason.clone(),
                     snapshot: snapshot.clone(),
+                    duration_ms: Some(p.duration_ms),
+                    cost: p.cost.clone(),
                     extra: BTreeMap::new(),
                 },
             );
@@ -257,6 +265,7 @@ mod tests {
         PhaseReport::new(
             phase,
             vec![ProbeResult {
+                cost: Default::default(),
                 name: "root-mounted".into(),
                 severity: Severity::Required,
                 result,

@@ -86,6 +86,30 @@ pub struct ProbeResult {
     /// Captured output, capped.
     #[serde(default)]
     pub output: String,
+    /// What it cost and how it was contained (absent in records written
+    /// before these fields existed).
+    #[serde(flatten)]
+    pub cost: ProbeCost,
+}
+
+/// What a probe cost (its commands together) and how they were contained.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProbeCost {
+    /// CPU time of all its processes, microseconds (`cpu.stat` of its
+    /// cgroup; without a cgroup, the kernel's count for the command and
+    /// the children it waited for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_us: Option<u64>,
+    /// Peak memory in bytes (`memory.peak` of its cgroup; without the
+    /// memory controller, the largest resident set of the command and the
+    /// children it waited for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_memory_bytes: Option<u64>,
+    /// How its commands were contained: `cgroup`, `cgroup without limits`
+    /// (the controllers were not available) or `process group` (no cgroup
+    /// v2); absent for a probe that ran no command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containment: Option<String>,
 }
 
 /// The verdict of one phase.
@@ -132,6 +156,7 @@ mod tests {
 
     fn probe(severity: Severity, result: Outcome) -> ProbeResult {
         ProbeResult {
+            cost: Default::default(),
             name: "p".into(),
             severity,
             result,

@@ -330,3 +330,46 @@ fn a_top_level_default_is_never_armed_and_the_system_is_said_unprotected() {
     let trial = hc(&root, &["bootenv", "get", "hc_trial"]);
     assert_eq!(trial.status.code(), Some(1), "no trial: {}", text(&trial));
 }
+
+#[test]
+fn each_probes_cost_is_in_status_and_history_and_status_shows_the_slowest() {
+    let m = machine(0);
+    for phase in ["early", "late"] {
+        let out = hc(&m.root, &["check", "--phase", phase]);
+        assert_eq!(out.status.code(), Some(0), "{phase}: {}", text(&out));
+    }
+    let st = hc(&m.root, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).expect("JSON on stdout");
+    let app = &v["probes"]["app"];
+    assert!(app["duration_ms"].is_u64(), "{app:#}");
+    assert!(app["cpu_us"].as_u64().is_some_and(|c| c > 0), "{app:#}");
+    assert!(
+        app["peak_memory_bytes"].as_u64().is_some_and(|b| b > 0),
+        "{app:#}"
+    );
+    assert!(
+        app["containment"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("cgroup")),
+        "{app:#}"
+    );
+    let h = hc(&m.root, &["history", "--json"]);
+    let h: serde_json::Value = serde_json::from_slice(&h.stdout).expect("JSON on stdout");
+    let late = h
+        .as_array()
+        .or_else(|| h["events"].as_array())
+        .expect("a list of events")
+        .iter()
+        .rev()
+        .flat_map(|e| e["probes"].as_array().cloned().unwrap_or_default())
+        .find(|p| p["name"] == "app")
+        .unwrap_or_else(|| panic!("no record of the probe app: {h:#}"));
+    assert!(late["cpu_us"].is_u64(), "{late:#}");
+    assert!(late["peak_memory_bytes"].is_u64(), "{late:#}");
+    let st = text(&hc(&m.root, &["status"]));
+    let slow = st
+        .lines()
+        .find(|l| l.trim_start().starts_with("Slowest:"))
+        .unwrap_or_else(|| panic!("no Slowest line: {st}"));
+    assert!(slow.contains("app") && slow.contains("cpu"), "{st}");
+}

@@ -166,6 +166,7 @@ fn report(phase: Phase, probes: &[Probe], lie: bool) -> PhaseReport {
         .iter()
         .enumerate()
         .map(|(i, Probe(s, o))| ProbeResult {
+            cost: Default::default(),
             name: format!("{phase}-{i}"),
             severity: *s,
             result: *o,

@@ -42,6 +42,7 @@ fn event(time: u64, kind: EventKind, phase: Option<Phase>, probes: Vec<ProbeResu
 #[test]
 fn promtool_accepts_every_shape_of_the_records() {
     let probe = |name: &str, result, ms| ProbeResult {
+        cost: Default::default(),
         name: name.into(),
         severity: Severity::Wanted,
         result,

@@ -283,6 +283,7 @@ fn report(phase: Phase, pass: bool) -> PhaseReport {
     PhaseReport::new(
         phase,
         vec![ProbeResult {
+            cost: Default::default(),
             name: "app-answers".into(),
             severity: Severity::Required,
             result: if pass {

@@ -638,6 +638,7 @@ fn a_passing_late_phase_is_judged_and_shown_with_the_armed_trial() {
     let config = LoadedConfig::load(&root).required().unwrap();
     let sys = System::open(&root, config, Bus::System, true).unwrap();
     let probe = |name: &str, severity, result, reason: Option<&str>| ProbeResult {
+        cost: Default::default(),
         name: name.into(),
         severity,
         result,
@@ -735,6 +736,7 @@ fn metrics_follow_verdicts_and_changes_and_node_exporter_serves_them() {
     let report = PhaseReport::new(
         Phase::Late,
         vec![ProbeResult {
+            cost: Default::default(),
             name: "units-active".into(),
             severity: Severity::Required,
             result: Outcome::Fail,

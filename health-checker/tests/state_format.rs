@@ -89,6 +89,38 @@ fn todays_state_is_read_and_rewritten_without_loss() {
 }
 
 #[test]
+fn todays_state_and_history_with_probe_costs_are_read_and_kept() {
+    let (_d, var) = root_with(Some("state-v1-cost.json"), Some("history-v1-cost.json"));
+    let f = StateFile::at(var.join("state.json"));
+    let l = f.load().unwrap();
+    assert!(l.unusable.is_none(), "{:?}", l.unusable);
+    let s = l.value;
+    let app = &s.probes["app"];
+    assert_eq!(app.duration_ms, Some(45));
+    assert_eq!(app.cost.cpu_us, Some(1686));
+    assert_eq!(app.cost.peak_memory_bytes, Some(2_011_136));
+    assert_eq!(
+        app.cost.containment.as_deref(),
+        Some("cgroup without limits")
+    );
+    assert!(app.extra.is_empty(), "{:?}", app.extra);
+    f.save(&s).unwrap();
+    assert_eq!(json(f.path()), json(&fixture("state-v1-cost.json")));
+
+    let h = History::at(var.join("history.json"));
+    let read = h.read().unwrap();
+    let probe = read
+        .known()
+        .flat_map(|e| e.event.probes.clone())
+        .find(|p| p.name == "app")
+        .expect("the late verdict's probe");
+    assert_eq!(probe.cost.cpu_us, Some(1686));
+    assert_eq!(probe.cost.peak_memory_bytes, Some(2_011_136));
+    h.append(&[new_event()], 1_796_300_000, None).unwrap();
+    history_kept(&json(&fixture("history-v1-cost.json")), &json(h.path()));
+}
+
+#[test]
 fn a_future_state_is_read_and_rewritten_without_loss() {
     let (_d, var) = root_with(Some("state-future.json"), None);
     let f = StateFile::at(var.join("state.json"));

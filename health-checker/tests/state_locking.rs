@@ -205,6 +205,7 @@ fn two_checks_at_once_count_the_failure_streak_once_each() {
     let report = PhaseReport::new(
         Phase::Late,
         vec![ProbeResult {
+            cost: Default::default(),
             name: "app-answers".into(),
             severity: Severity::Required,
             result: Outcome::Fail,

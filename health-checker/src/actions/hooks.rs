@@ -141,6 +141,11 @@ fn run_one(
             below: root.dir(),
             names: safety::HOOK,
         },
+        what: &format!(
+            "hook-{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        limits: crate::probes::cgroup::HELPER_LIMITS,
     });
     for line in done.output.lines() {
         tracing::info!(HOOK = %path.display(), "{line}");

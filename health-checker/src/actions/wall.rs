@@ -25,6 +25,8 @@ pub fn broadcast(program: &Path, alert: &Alert, timeout: Duration) -> anyhow::Re
             below: Path::new("/"),
             names: safety::PROGRAM,
         },
+        what: "wall",
+        limits: crate::probes::cgroup::HELPER_LIMITS,
     })
     .success(&what)
 }

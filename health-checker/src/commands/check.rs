@@ -250,6 +250,7 @@ mod tests {
         let r = PhaseReport::new(
             Phase::Late,
             vec![ProbeResult {
+                cost: Default::default(),
                 name: "p".into(),
                 severity: Severity::Required,
                 result: Outcome::Pass,

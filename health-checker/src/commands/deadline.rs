@@ -126,6 +126,7 @@ pub fn run(root: &Root, args: &DeadlineArgs) -> anyhow::Result<Code> {
     let report = PhaseReport::new(
         Phase::Late,
         vec![ProbeResult {
+            cost: Default::default(),
             name: PROBE.to_owned(),
             severity: Severity::Required,
             result: Outcome::Timeout,

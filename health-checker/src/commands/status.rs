@@ -667,6 +667,7 @@ mod tests {
                 boot_id: None,
                 event: crate::history::NewEvent {
                     probes: vec![crate::verdict::ProbeResult {
+                        cost: Default::default(),
                         name: "p".into(),
                         severity: crate::verdict::Severity::Required,
                         result: crate::verdict::Outcome::Pass,

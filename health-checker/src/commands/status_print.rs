@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use super::history_show;
 use super::status::{Item, Snapshot, Status};
 use crate::history::rfc3339;
+use crate::state::LastProbe;
 use crate::verdict::{Outcome, Severity, Verdict};
 
 const LABEL: usize = 12;
@@ -169,6 +170,11 @@ pub fn text(s: &Status) -> String {
                 .join("\n")
         }),
     );
+    if let Item::Ok(p) = &s.probes {
+        if let Some(slow) = slowest(p, 3) {
+            line("Slowest", slow);
+        }
+    }
     line(
         "History",
         show(&s.history, |h| {
@@ -180,6 +186,51 @@ pub fn text(s: &Status) -> String {
         }),
     );
     out
+}
+
+/// The `n` probes that took longest in their last run, with what they
+/// cost: the phase lasts as long as its slowest probe.
+fn slowest(p: &std::collections::BTreeMap<String, LastProbe>, n: usize) -> Option<String> {
+    let mut timed: Vec<(&String, &LastProbe, u64)> = p
+        .iter()
+        .filter_map(|(name, r)| Some((name, r, r.duration_ms?)))
+        .collect();
+    if timed.is_empty() {
+        return None;
+    }
+    timed.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
+    let w = timed
+        .iter()
+        .take(n)
+        .map(|t| t.0.chars().count())
+        .max()
+        .unwrap_or(0);
+    Some(
+        timed
+            .iter()
+            .take(n)
+            .map(|(name, r, ms)| {
+                let mut l = format!("{name:<w$}  {}", millis(*ms));
+                if let Some(cpu) = r.cost.cpu_us {
+                    let _ = write!(l, "  cpu {}", millis(cpu / 1000));
+                }
+                if let Some(peak) = r.cost.peak_memory_bytes {
+                    let _ = write!(l, "  peak {:.1} MiB", peak as f64 / f64::from(1u32 << 20));
+                }
+                l
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// `850 ms`, `2.35 s`.
+fn millis(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    }
 }
 
 fn show<T>(item: &Item<T>, f: impl FnOnce(&T) -> String) -> String {

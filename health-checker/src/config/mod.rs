@@ -7,6 +7,7 @@
 //! wrong types are errors naming the file, the line and the key.
 
 mod duration;
+mod limit;
 mod load;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use duration::{format_duration, parse_duration, Seconds};
+pub use limit::{parse_limit, Limit};
 pub use load::{config_files, load, load_files, Loaded, Origin};
 
 /// The whole configuration.
@@ -150,21 +152,44 @@ pub struct Probes {
     pub greenboot_dirs: Vec<PathBuf>,
     /// Tests only: accept plugins not owned by root or writable by others.
     pub insecure_ok: bool,
+    /// Tasks (processes and threads) a probe may have at once (`pids.max`
+    /// of its cgroup), unless its manifest says otherwise.
+    pub tasks_max: Limit,
+    /// Memory a probe may use (`memory.max` of its cgroup), unless its
+    /// manifest says otherwise.
+    pub memory_max: Limit,
 }
 
 impl Default for Probes {
     fn default() -> Self {
         Probes {
-            parallel: 4,
+            parallel: DEFAULT_PARALLEL,
             default_timeout: Seconds::secs(60),
             kill_grace: Seconds::secs(5),
             output_limit: 65536,
             legacy_dirs: Vec::new(),
             greenboot_dirs: Vec::new(),
             insecure_ok: false,
+            tasks_max: Limit(Some(DEFAULT_TASKS_MAX)),
+            memory_max: Limit(Some(DEFAULT_MEMORY_MAX)),
         }
     }
 }
+
+/// Probes of one phase running at once by default. Probes mostly wait (for
+/// a unit, a socket, the network), so the bound is not the core count: a
+/// phase takes as long as its slowest probe up to this many probes, and
+/// even trivial probes finish sooner when their start-ups overlap
+/// (BENCHMARKS.md, "Probe runner"). Each runs under its task and memory
+/// limits.
+pub const DEFAULT_PARALLEL: usize = 64;
+
+/// Default `pids.max` of a probe's cgroup: far above what a check needs,
+/// far below what would exhaust the machine's PIDs.
+pub const DEFAULT_TASKS_MAX: u64 = 256;
+
+/// Default `memory.max` of a probe's cgroup.
+pub const DEFAULT_MEMORY_MAX: u64 = 256 << 20;
 
 /// `[degraded]`: what degraded mode does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

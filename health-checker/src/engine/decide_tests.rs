@@ -26,6 +26,7 @@ fn other() -> SnapshotRef {
 
 fn probe(name: &str, severity: Severity, result: Outcome) -> ProbeResult {
     ProbeResult {
+        cost: Default::default(),
         name: name.into(),
         severity,
         result,

@@ -11,6 +11,7 @@ use crate::config::Probes as ProbesConfig;
 use crate::paths::{Root, ADMIN_DIR, VENDOR_DIR};
 use crate::verdict::{Phase, Severity};
 
+use super::cgroup::Limits;
 use super::manifest::{self, Stop};
 use super::probe::{Check, Kind, Probe};
 use super::safety::{self, Trust};
@@ -146,6 +147,15 @@ fn script_probe(script: &Path, cfg: &ProbesConfig, kind: Kind, severity: Severit
         kind,
         origin: script.to_path_buf(),
         overrides: None,
+        limits: default_limits(cfg),
+    }
+}
+
+/// The limits of a probe whose manifest sets none.
+pub fn default_limits(cfg: &ProbesConfig) -> Limits {
+    Limits {
+        tasks_max: cfg.tasks_max.0,
+        memory_max: cfg.memory_max.0,
     }
 }
 
@@ -400,6 +410,10 @@ fn plugin_probe(
         kind: Kind::Plugin,
         origin: file.to_path_buf(),
         overrides,
+        limits: Limits {
+            tasks_max: m.tasks_max.unwrap_or(cfg.tasks_max).0,
+            memory_max: m.memory_max.unwrap_or(cfg.memory_max).0,
+        },
     })
 }
 

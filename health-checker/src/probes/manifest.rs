@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use crate::config::Seconds;
+use crate::config::{Limit, Seconds};
 use crate::toml_error::{self, TomlError};
 use crate::verdict::{Phase, Severity};
 
@@ -52,6 +52,14 @@ pub struct Manifest {
     /// Minimum free space on a filesystem.
     #[serde(default)]
     pub min_free: Option<MinFree>,
+    /// Tasks the probe may have at once (`pids.max`); default:
+    /// `probes.tasks_max`.
+    #[serde(default)]
+    pub tasks_max: Option<Limit>,
+    /// Memory the probe may use (`memory.max`); default:
+    /// `probes.memory_max`.
+    #[serde(default)]
+    pub memory_max: Option<Limit>,
 }
 
 /// `stop = true` or `stop = ["/usr/libexec/foo", "--stop"]`.
@@ -233,11 +241,33 @@ min_free = { path = "/var", percent = 5 }
     }
 
     #[test]
+    fn limits_are_read_and_bad_ones_name_file_line_and_key() {
+        let base = "description = \"x\"\nphase = \"late\"\nseverity = \"required\"\n";
+        let good = "description = \"x\"\nphase = \"late\"\nseverity = \"required\"\nfstab = true\n";
+        let m = ok(&format!("{good}tasks_max = 32\nmemory_max = \"64M\"\n"));
+        assert_eq!(m.tasks_max, Some(crate::config::Limit(Some(32))));
+        assert_eq!(m.memory_max, Some(crate::config::Limit(Some(64 << 20))));
+        let m = ok(&format!("{good}memory_max = \"max\"\n"));
+        assert_eq!(m.memory_max, Some(crate::config::Limit(None)));
+        for (line, want) in [
+            ("tasks_max = 0", "invalid limit 0: must be positive"),
+            ("tasks_max = -3", "invalid limit -3: must be positive"),
+            ("memory_max = \"12X\"", "unknown unit"),
+            ("memory_max = \"99999999999G\"", "too large"),
+        ] {
+            let e = err(&format!("{base}{line}\n"));
+            let key = line.split(' ').next().unwrap();
+            assert!(e.starts_with(&format!("{F}:4: key `{key}`: ")), "{e}");
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         let base = "description = \"x\"\nphase = \"late\"\nseverity = \"required\"\n";
         assert_eq!(
             err(&format!("{base}unit = [\"a.service\"]\n")),
-            format!("{F}:4: key `unit`: unknown field `unit`, expected one of `description`, `phase`, `severity`, `timeout`, `exec`, `stop`, `after`, `units`, `failed_units`, `ignore_units`, `fstab`, `min_free`")
+            format!("{F}:4: key `unit`: unknown field `unit`, expected one of `description`, `phase`, `severity`, `timeout`, `exec`, `stop`, `after`, `units`, `failed_units`, `ignore_units`, `fstab`, `min_free`, `tasks_max`, `memory_max`")
         );
         assert_eq!(
             err("description = \"x\"\nphase = \"middle\"\nseverity = \"required\"\nfstab = true\n"),

@@ -7,6 +7,7 @@
 
 pub mod builtin;
 pub mod capture;
+pub mod cgroup;
 pub mod discovery;
 pub mod display;
 pub mod manifest;
@@ -97,6 +98,7 @@ pub fn check_phase(root: &Root, phase: Phase, ctx: &ProbeContext) -> PhaseReport
 /// not be.
 pub fn error_result(name: &str, reason: String) -> ProbeResult {
     ProbeResult {
+        cost: Default::default(),
         name: name.to_string(),
         severity: Severity::Required,
         result: Outcome::Error,

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::verdict::{Phase, Severity};
 
+use super::cgroup::Limits;
 use super::manifest::MinFree;
 
 /// What declared a probe.
@@ -56,4 +57,6 @@ pub struct Probe {
     pub origin: PathBuf,
     /// The vendor manifest this admin manifest replaces.
     pub overrides: Option<PathBuf>,
+    /// Its cgroup's limits (its stop action's too).
+    pub limits: Limits,
 }

@@ -1,28 +1,34 @@
 //! The one process supervisor: probes, stop actions, alert hooks and `wall`
 //! all run through [`run`]. Each command runs from a descriptor opened and
 //! checked by [`super::safety`] (so what was checked is what runs), in its
-//! own process group, with optional input on standard input, a timeout that
-//! kills the whole group and the process itself (SIGTERM, then SIGKILL after
-//! a grace period), a sweep of what it left behind (`HC_RUN_ID`), and capped
-//! output read in a thread. A command that ignores SIGTERM, prints without
-//! end, does not read its input, leaves children holding its output pipe or
-//! moves itself to another process group cannot stall the checker: no wait
-//! here is without a bound.
+//! own cgroup ([`super::cgroup`]: joined between fork and exec, with task
+//! and memory limits) and process group, with optional input on standard
+//! input, a timeout (SIGTERM to the group, then, after a grace period, the
+//! whole cgroup killed), the cgroup killed at its end so nothing it started
+//! outlives it, and capped output read in a thread. Exits are waited for on
+//! a pidfd, the cgroup's emptiness on `cgroup.events`. Where cgroup v2
+//! cannot be used, the process group is killed and what left it is found
+//! by a sweep for the run's mark (`HC_RUN_ID`). A command that ignores
+//! SIGTERM, prints without end, does not read its input, leaves children
+//! holding its output pipe or moves itself to another process group cannot
+//! stall the checker: no wait here is without a bound.
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use super::capture::Capture;
+use super::cgroup::{self, Cost, Leaf, Limits};
 use super::safety::{self, Trust};
 
 /// How to run a command.
@@ -38,6 +44,11 @@ pub struct RunSpec<'a> {
     pub input: Option<&'a [u8]>,
     /// Who may own the program and the files its arguments name.
     pub trust: Trust<'a>,
+    /// What runs, for its cgroup's name: `probe-NAME`, `stop-NAME`,
+    /// `hook-NAME`, `wall`.
+    pub what: &'a str,
+    /// Its cgroup's limits.
+    pub limits: Limits,
 }
 
 /// How a command ended.
@@ -64,6 +75,12 @@ pub struct Run {
     pub duration: Duration,
     /// The time limit it had.
     pub timeout: Duration,
+    /// CPU time and peak memory, where known.
+    pub cost: Cost,
+    /// The cgroup limit it hit, in words.
+    pub limit_hit: Option<String>,
+    /// Whether it ran in its own cgroup (else in a process group only).
+    pub cgroup: bool,
 }
 
 impl Run {
@@ -77,6 +94,10 @@ impl Run {
             format!(": {tail}")
         };
         match &self.ended {
+            _ if self.limit_hit.is_some() => anyhow::bail!(
+                "{what} failed: {}{tail}",
+                self.limit_hit.as_deref().unwrap_or_default()
+            ),
             Ended::Exited(0) => Ok(()),
             Ended::Exited(c) => anyhow::bail!("{what} failed: exit status: {c}{tail}"),
             Ended::Signaled(s) => {
@@ -146,6 +167,9 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
         output: String::new(),
         duration: start.elapsed(),
         timeout: spec.timeout,
+        cost: Cost::default(),
+        limit_hit: None,
+        cgroup: false,
     };
     let program = match safety::open_command(spec.argv, spec.trust) {
         Ok(fd) => fd,
@@ -166,6 +190,13 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
             Err(e) => return failed(format!("creating input pipe: {e}")),
         },
     };
+    let leaf = cgroup::tree().and_then(|t| match t.leaf(spec.what, spec.limits) {
+        Ok(l) => Some(l),
+        Err(why) => {
+            tracing::warn!("{why}; {} runs in a process group only", spec.argv[0]);
+            None
+        }
+    });
     // The program runs from its descriptor: `/proc/self/fd/N` in the child
     // is the file checked above, whatever its path names by now. A script's
     // interpreter opens that same name, so the descriptor stays open across
@@ -185,8 +216,19 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
     for (k, v) in spec.env {
         cmd.env(k, v);
     }
-    let run_id = new_run_id();
-    cmd.env(RUN_ID_VAR, &run_id);
+    // Without a cgroup, the mark that finds what left the process group.
+    let run_id = leaf.is_none().then(new_run_id);
+    match &run_id {
+        Some(id) => {
+            cmd.env(RUN_ID_VAR, id);
+        }
+        None => {
+            cmd.env_remove(RUN_ID_VAR);
+        }
+    }
+    if let Some(fd) = leaf.as_ref().and_then(Leaf::procs_fd) {
+        join_before_exec(&mut cmd, fd.as_raw_fd());
+    }
     let mut feed = None;
     match input {
         None => {
@@ -209,11 +251,14 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
     // Our copies of the pipe ends go with the command, so EOF is seen once
     // the probe's processes are gone.
     drop(cmd);
-    let mut child = match spawned {
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => return failed(format!("cannot run {}: {e}", spec.argv[0])),
     };
     let pid = Pid::from_raw(child.id() as i32);
+    // Reaped below with its resource usage, not through `child`.
+    drop(child);
+    let pidfd = pidfd_open(pid);
     if let Some((w, bytes)) = feed {
         // Detached: a program that does not read its input only blocks this
         // thread, until it is killed (then the write fails with EPIPE).
@@ -227,10 +272,9 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
     }
 
     let capture = Arc::new(Mutex::new(Capture::new(spec.output_limit)));
-    let eof = Arc::new(AtomicBool::new(false));
+    let (eof_tx, eof) = std::sync::mpsc::channel::<()>();
     {
         let capture = Arc::clone(&capture);
-        let eof = Arc::clone(&eof);
         let mut file = std::fs::File::from(reader);
         // Detached on purpose: if a process that escaped the group keeps the
         // pipe open, this thread waits for it, not the runner.
@@ -246,27 +290,40 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
                         Err(_) => break,
                     }
                 }
-                eof.store(true, Ordering::SeqCst);
+                let _ = eof_tx.send(());
             })
             .ok();
     }
 
     let mut timed_out = false;
     let mut abandoned = false;
-    if !wait_exit(pid, later(spec.timeout)) {
+    if !wait_exit(pid, pidfd.as_ref(), later(spec.timeout)) {
         timed_out = true;
         // The process itself too: it may have left its group.
         let _ = killpg(pid, Signal::SIGTERM);
         let _ = kill(pid, Signal::SIGTERM);
-        if !wait_exit(pid, later(spec.kill_grace)) {
-            let _ = killpg(pid, Signal::SIGKILL);
-            let _ = kill(pid, Signal::SIGKILL);
-            abandoned = !wait_exit(pid, later(spec.kill_grace.max(DRAIN)));
+        if !wait_exit(pid, pidfd.as_ref(), later(spec.kill_grace)) {
+            match &leaf {
+                Some(l) => {
+                    l.kill_all(later(spec.kill_grace.max(DRAIN)));
+                }
+                None => {
+                    let _ = killpg(pid, Signal::SIGKILL);
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+            }
+            abandoned = !wait_exit(pid, pidfd.as_ref(), later(spec.kill_grace.max(DRAIN)));
         }
     }
     // The leader has exited but is not reaped yet, so the group's ID cannot
-    // be reused: kill whatever it left behind.
-    let _ = killpg(pid, Signal::SIGKILL);
+    // be reused: kill whatever it left behind, in its cgroup or its group.
+    let mut left_running = false;
+    match &leaf {
+        Some(l) => left_running = !l.kill_all(later(spec.kill_grace.max(DRAIN))),
+        None => {
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
+    }
     let status = if abandoned {
         tracing::warn!(
             "{} (pid {pid}) did not end after SIGKILL; abandoned",
@@ -274,26 +331,46 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
         );
         None
     } else {
-        Some(child.wait())
+        Some(reap(pid))
     };
-    // And whatever left the group but still carries the run's mark.
-    let swept = sweep(&run_id);
-    if swept > 0 {
-        tracing::info!(
-            "killed {swept} process(es) that {} left running outside its process group",
+    if let Some(id) = &run_id {
+        // What left the group but still carries the run's mark.
+        let swept = sweep(id);
+        if swept > 0 {
+            tracing::info!(
+                "killed {swept} process(es) that {} left running outside its process group",
+                spec.argv[0]
+            );
+        }
+    }
+    if left_running {
+        tracing::warn!(
+            "processes of {} are still in their cgroup after SIGKILL",
             spec.argv[0]
         );
     }
 
-    let drain_until = Instant::now() + DRAIN;
-    while !eof.load(Ordering::SeqCst) && Instant::now() < drain_until {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    // Once the cgroup is empty nothing holds the pipe: EOF is immediate.
+    let _ = eof.recv_timeout(DRAIN);
     let output = lock(&capture).text();
+    let mut cost = Cost::default();
+    let mut limit_hit = None;
+    if let Some(l) = &leaf {
+        cost = l.cost();
+        limit_hit = l.limit_hit();
+    }
+    if let Some(Ok((_, usage))) = &status {
+        // Without a cgroup (or its memory controller), what the kernel
+        // counted for the process and the children it waited for.
+        cost.cpu_us = cost.cpu_us.or(Some(usage.cpu_us));
+        cost.peak_memory_bytes = cost.peak_memory_bytes.or(Some(usage.max_rss_bytes));
+    }
+    let cgroup = leaf.is_some();
+    drop(leaf);
     let ended = match status {
         None => Ended::Abandoned,
         Some(_) if timed_out => Ended::TimedOut,
-        Some(Ok(s)) => match (s.code(), s.signal()) {
+        Some(Ok((s, _))) => match (s.code(), s.signal()) {
             (Some(c), _) => Ended::Exited(c),
             (None, Some(sig)) => Ended::Signaled(sig),
             (None, None) => Ended::SpawnFailed(format!("unknown status {s:?}")),
@@ -305,7 +382,75 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
         output,
         duration: start.elapsed(),
         timeout: spec.timeout,
+        cost,
+        limit_hit,
+        cgroup,
     }
+}
+
+/// The child joins the cgroup whose `cgroup.procs` is open as `procs`
+/// (writing `0` moves the writer) before it executes anything, so nothing
+/// it starts is ever outside it.
+#[allow(unsafe_code)]
+fn join_before_exec(cmd: &mut Command, procs: i32) {
+    // SAFETY: between fork and exec only `write(2)` on a descriptor opened
+    // before the fork runs, which is async-signal-safe; nothing allocates.
+    unsafe {
+        cmd.pre_exec(move || {
+            let n = nix::libc::write(procs, b"0".as_ptr().cast(), 1);
+            if n == 1 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// A descriptor that becomes readable when `pid` exits (Linux 5.3);
+/// `None` before that, and exits are then polled.
+#[allow(unsafe_code)]
+fn pidfd_open(pid: Pid) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a PID and flags and returns a new descriptor
+    // or -1; the descriptor is owned by nothing else.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `fd` was just returned open by the kernel.
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// What the kernel counted for a process and the children it waited for.
+#[derive(Debug, Clone, Copy)]
+struct Usage {
+    cpu_us: u64,
+    max_rss_bytes: u64,
+}
+
+/// Reap `pid` (it has exited) with its resource usage.
+#[allow(unsafe_code)]
+fn reap(pid: Pid) -> std::io::Result<(std::process::ExitStatus, Usage)> {
+    let mut status = 0;
+    // SAFETY: an all-zero `rusage` is a valid value of the plain C struct.
+    let mut ru: nix::libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: both pointers are to live, writable locals.
+        let r = unsafe { nix::libc::wait4(pid.as_raw(), &mut status, 0, &mut ru) };
+        if r == pid.as_raw() {
+            break;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    let tv = |t: nix::libc::timeval| (t.tv_sec as u64) * 1_000_000 + t.tv_usec as u64;
+    Ok((
+        std::process::ExitStatus::from_raw(status),
+        Usage {
+            cpu_us: tv(ru.ru_utime) + tv(ru.ru_stime),
+            max_rss_bytes: (ru.ru_maxrss as u64) * 1024,
+        },
+    ))
 }
 
 /// Kill every process whose environment carries `HC_RUN_ID=run_id`;
@@ -368,8 +513,9 @@ fn later(d: Duration) -> Instant {
 }
 
 /// Wait until `pid` has exited, without reaping it; `false` if `until`
-/// passed first.
-fn wait_exit(pid: Pid, until: Instant) -> bool {
+/// passed first. With a pidfd, a `poll` that wakes at the exit; without
+/// one (Linux before 5.3), short naps.
+fn wait_exit(pid: Pid, pidfd: Option<&OwnedFd>, until: Instant) -> bool {
     let mut nap = Duration::from_millis(1);
     loop {
         match waitid(
@@ -382,11 +528,22 @@ fn wait_exit(pid: Pid, until: Instant) -> bool {
             // ECHILD: already reaped; nothing to wait for.
             Err(_) => return true,
         }
-        if Instant::now() >= until {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             return false;
         }
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(20));
+        match pidfd {
+            Some(fd) => {
+                let ms = left.min(Duration::from_secs(60)).as_millis() as u16;
+                let ms = ms.max(1);
+                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+                let _ = poll(&mut fds, PollTimeout::from(ms));
+            }
+            None => {
+                std::thread::sleep(nap.min(left));
+                nap = (nap * 2).min(Duration::from_millis(20));
+            }
+        }
     }
 }
 
@@ -411,6 +568,8 @@ mod tests {
             output_limit: limit,
             input: None,
             trust: Trust::Any,
+            what: "test",
+            limits: Limits::default(),
         })
     }
 
@@ -443,6 +602,8 @@ mod tests {
             output_limit: 10,
             input: None,
             trust: Trust::Any,
+            what: "test",
+            limits: Limits::default(),
         });
         match r.ended {
             Ended::SpawnFailed(why) => {
@@ -462,6 +623,8 @@ mod tests {
             output_limit: 1000,
             input: Some(input),
             trust: Trust::Any,
+            what: "test",
+            limits: Limits::default(),
         })
     }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::paths::Root;
-use crate::verdict::{Outcome, ProbeResult, Severity};
+use crate::verdict::{Outcome, ProbeCost, ProbeResult, Severity};
 
 use super::builtin::{self, Part};
 use super::probe::{Check, Probe};
@@ -49,6 +49,7 @@ fn schedule(
     let mut results: Vec<Option<ProbeResult>> = vec![None; n];
     for (i, reason) in errors.drain() {
         results[i] = Some(ProbeResult {
+            cost: Default::default(),
             name: probes[i].name.clone(),
             severity: Severity::Required,
             result: Outcome::Error,
@@ -78,7 +79,7 @@ fn schedule(
         waiting,
     });
     let wake = Condvar::new();
-    let workers = parallel.max(1).min(runnable.len().max(1));
+    let workers = parallel.max(1).min(runnable.len());
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
@@ -120,6 +121,7 @@ fn schedule(
         .enumerate()
         .map(|(i, r)| {
             r.unwrap_or_else(|| ProbeResult {
+                cost: Default::default(),
                 name: probes[i].name.clone(),
                 severity: Severity::Required,
                 result: Outcome::Error,
@@ -141,6 +143,7 @@ fn panicked(probe: &Probe, panic: &(dyn std::any::Any + Send)) -> ProbeResult {
         .unwrap_or_else(|| "unknown cause".into());
     tracing::error!(PROBE = %probe.name, "internal error running probe {}: {why}", probe.name);
     ProbeResult {
+        cost: Default::default(),
         name: probe.name.clone(),
         severity: Severity::Required,
         result: Outcome::Error,
@@ -274,10 +277,15 @@ pub fn run_one(root: &Root, config: &Config, probe: &Probe, ctx: &ProbeContext) 
     let mut output = String::new();
     let mut outcome = Outcome::Skip;
     let mut reason = None;
+    let mut cost = ProbeCost::default();
     for check in &probe.checks {
         let left = probe.timeout.saturating_sub(start.elapsed());
         let part = match check {
-            Check::Exec(argv) => exec_part(root, config, probe, ctx, argv, left),
+            Check::Exec(argv) => {
+                let (part, run) = exec_part(root, config, probe, ctx, argv, left);
+                add_cost(&mut cost, &run);
+                part
+            }
             builtin => builtin_part(root, ctx, builtin.clone(), probe.timeout, left),
         };
         output.push_str(&part.output);
@@ -300,6 +308,7 @@ pub fn run_one(root: &Root, config: &Config, probe: &Probe, ctx: &ProbeContext) 
     }
     let output = cap(output, config.probes.output_limit);
     let result = ProbeResult {
+        cost,
         name: probe.name.clone(),
         severity: probe.severity,
         result: outcome,
@@ -309,6 +318,27 @@ pub fn run_one(root: &Root, config: &Config, probe: &Probe, ctx: &ProbeContext) 
     };
     log(&result);
     result
+}
+
+/// Add what one command of a probe cost to the probe's total.
+pub fn add_cost(total: &mut ProbeCost, run: &process::Run) {
+    total.cpu_us = match (total.cpu_us, run.cost.cpu_us) {
+        (Some(a), Some(b)) => Some(a + b),
+        (a, b) => a.or(b),
+    };
+    total.peak_memory_bytes = total.peak_memory_bytes.max(run.cost.peak_memory_bytes);
+    total.containment = Some(containment(run));
+}
+
+/// How a run was contained, for the record.
+pub fn containment(run: &process::Run) -> String {
+    if !run.cgroup {
+        "process group".into()
+    } else if super::cgroup::tree().is_some_and(|t| t.limits_note().is_some()) {
+        "cgroup without limits".into()
+    } else {
+        "cgroup".into()
+    }
 }
 
 /// Run a built-in check in a thread, so that a hung D-Bus call or a
@@ -359,7 +389,7 @@ fn exec_part(
     ctx: &ProbeContext,
     argv: &[String],
     timeout: Duration,
-) -> Part {
+) -> (Part, process::Run) {
     let env = probe_env(root, probe, ctx);
     let run = process::run(&RunSpec {
         argv,
@@ -369,6 +399,8 @@ fn exec_part(
         output_limit: config.probes.output_limit,
         input: None,
         trust: trust(root, config),
+        what: &format!("probe-{}", probe.name),
+        limits: probe.limits,
     });
     let last = run
         .output
@@ -377,7 +409,8 @@ fn exec_part(
         .find(|l| !l.trim().is_empty())
         .map(|l| format!(": {}", l.trim()))
         .unwrap_or_default();
-    let (outcome, reason) = match run.ended {
+    let (outcome, reason) = match run.ended.clone() {
+        _ if run.limit_hit.is_some() => (Outcome::Fail, run.limit_hit.clone()),
         Ended::Exited(0) => (Outcome::Pass, None),
         Ended::Exited(EXIT_SKIP) => (Outcome::Skip, Some(format!("not applicable{last}"))),
         Ended::Exited(c) => (Outcome::Fail, Some(format!("exited with status {c}{last}"))),
@@ -401,11 +434,12 @@ fn exec_part(
         ),
         Ended::SpawnFailed(why) => (Outcome::Error, Some(why)),
     };
-    Part {
+    let part = Part {
         outcome,
         reason,
-        output: run.output,
-    }
+        output: run.output.clone(),
+    };
+    (part, run)
 }
 
 /// Who may own what probes and stop actions run: root only, unless
@@ -466,6 +500,7 @@ mod tests {
             kind: super::super::Kind::Plugin,
             origin: format!("/{name}.toml").into(),
             overrides: None,
+            limits: Default::default(),
         }
     }
 
@@ -483,6 +518,7 @@ mod tests {
                     panic!("deliberate failure");
                 }
                 ProbeResult {
+                    cost: Default::default(),
                     name: p.name.clone(),
                     severity: p.severity,
                     result: Outcome::Pass,

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::paths::Root;
-use crate::verdict::{Outcome, ProbeResult, Severity};
+use crate::verdict::{Outcome, ProbeCost, ProbeResult, Severity};
 
+use super::cgroup::Limits;
 use super::discovery::discover;
 use super::process::{self, Ended, RunSpec};
 use super::runner::probe_env;
@@ -31,6 +32,8 @@ pub struct StopAction {
     root_dir: PathBuf,
     /// `probes.insecure_ok`: run what is not root's (tests only).
     insecure_ok: bool,
+    /// The probe's cgroup limits.
+    limits: Limits,
 }
 
 /// The stop action of every probe that has one, in name order. Each gets
@@ -51,6 +54,7 @@ pub fn stop_actions(root: &Root, config: &Config, ctx: &ProbeContext) -> Vec<Sto
                 output_limit: config.probes.output_limit,
                 root_dir: root.dir().to_path_buf(),
                 insecure_ok: config.probes.insecure_ok,
+                limits: probe.limits,
             })
         })
         .collect()
@@ -75,8 +79,11 @@ impl StopAction {
                     names: safety::PLUGIN,
                 }
             },
+            what: &format!("stop-{}", self.name),
+            limits: self.limits,
         });
-        let (result, reason) = match run.ended {
+        let (result, reason) = match run.ended.clone() {
+            _ if run.limit_hit.is_some() => (Outcome::Fail, run.limit_hit.clone()),
             Ended::Exited(0) => (Outcome::Pass, None),
             Ended::Exited(c) => (
                 Outcome::Fail,
@@ -93,7 +100,10 @@ impl StopAction {
             ),
             Ended::SpawnFailed(why) => (Outcome::Error, Some(why)),
         };
+        let mut cost = ProbeCost::default();
+        super::runner::add_cost(&mut cost, &run);
         ProbeResult {
+            cost,
             name: self.name.clone(),
             severity: self.severity,
             result,
