@@ -117,7 +117,7 @@ install: release-bin
 # user's rustup; or a machine the built tree was copied to), the binary
 # already built is installed if it is newer than every source file, and
 # the build stops otherwise.
-SOURCES_NEWER = find Cargo.toml Cargo.lock $(wildcard */Cargo.toml */src */build.rs) -newer $(BIN) -print -quit
+SOURCES_NEWER = find Cargo.toml Cargo.lock $(wildcard */Cargo.toml */src */build.rs) -type f -newer $(BIN) -print -quit
 release-bin:
 	@if command -v $(firstword $(CARGO)) >/dev/null 2>&1; then \
 	    echo "$(CARGO) build --release -p health-checker $(if $(CARGO_FEATURES),--features \"$(CARGO_FEATURES)\")"; \
