@@ -541,7 +541,9 @@ vm_kill_tree() {
 # the failed tests, the total time and "N passed, N failed". A test fails
 # when it stops with an error or prints FAILED. OUT/TEST.img (the test's
 # disk, by convention) is removed when the test passed. Returns 1 when any
-# test failed.
+# test failed. The tests named in the array VM_LONG_TESTS (if the caller
+# sets it) start first, longest first, so that the run does not end with
+# one long test alone; the output keeps the order given.
 #
 # Tests that run at once share nothing but what they only read (the base
 # image, the host's binary): each writes only OUT/TEST.* and files from
@@ -551,8 +553,18 @@ vm_run_tests() {
     local suite_start=${suite_start:-$(date +%s)}
     local out=$1 t i next=0 shown=0 running=0 pid rc secs passed=0 failed=0
     shift
-    local tests=("$@") failures=()
-    local -A index_of=() pids=()
+    local tests=("$@") failures=() order=() long
+    local -A index_of=() pids=() queued=()
+    # The order in which they start.
+    for long in ${VM_LONG_TESTS[@]+"${VM_LONG_TESTS[@]}"}; do
+        for i in "${!tests[@]}"; do
+            if [ "${tests[i]}" = "$long" ] && [ -z "${queued[$i]:-}" ]; then
+                order+=("$i")
+                queued[$i]=1
+            fi
+        done
+    done
+    for i in "${!tests[@]}"; do [ -n "${queued[$i]:-}" ] || order+=("$i"); done
     [ "$VM_JOBS" -ge 1 ] 2>/dev/null || vm_die "VM_JOBS must be a number of at least 1, not \"$VM_JOBS\""
     for i in "${!tests[@]}"; do rm -f "$out/${tests[i]}.rc"; done
     # On an interrupt, stop every running test (each undoes its own mounts
@@ -562,7 +574,8 @@ vm_run_tests() {
     while [ "$shown" -lt "${#tests[@]}" ]; do
         # Start as many as allowed.
         while [ "$next" -lt "${#tests[@]}" ] && [ "$running" -lt "$VM_JOBS" ]; do
-            t=${tests[next]}
+            i=${order[next]}
+            t=${tests[i]}
             (
                 trap 'exit 143' TERM
                 trap 'exit 130' INT
@@ -574,14 +587,14 @@ vm_run_tests() {
                 echo "$rc $(($(date +%s) - start))" >"$out/$t.rc.tmp"
                 mv "$out/$t.rc.tmp" "$out/$t.rc"
             ) &
-            pids[$next]=$!
-            index_of[$!]=$next
+            pids[$i]=$!
+            index_of[$!]=$i
             [ "$VM_JOBS" -eq 1 ] || vm_log "started $t"
             next=$((next + 1))
             running=$((running + 1))
         done
         # Print whatever is done, in order.
-        while [ "$shown" -lt "$next" ] && [ -e "$out/${tests[shown]}.rc" ]; do
+        while [ "$shown" -lt "${#tests[@]}" ] && [ -e "$out/${tests[shown]}.rc" ]; do
             t=${tests[shown]}
             read -r rc secs <"$out/$t.rc"
             rm -f "$out/$t.rc"
