@@ -165,3 +165,4 @@ check-install: release-bin
 	tests/install/check
 	tests/install/same-files
 	tests/install/maintainer-scripts
+	tests/install/without-cargo
