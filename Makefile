@@ -114,8 +114,24 @@ install: release-bin
 	for f in examples/alert.d/*; do $(INSTALL) -m 0644 "$$f" $(DESTDIR)$(DATADIR)/doc/health-checker/examples/alert.d/ || exit 1; done
 
 # Always asked of cargo (incremental): a stale binary must never be installed.
+# Where there is no cargo (`make install` as root, whose PATH lacks the
+# user's rustup; or a machine the built tree was copied to), the binary
+# already built is installed if it is newer than every source file, and
+# the build stops otherwise.
+SOURCES_NEWER = find Cargo.toml Cargo.lock $(wildcard */Cargo.toml */src */build.rs) -type f -newer $(BIN) -print -quit
 release-bin:
-	$(CARGO) build --release -p health-checker $(if $(CARGO_FEATURES),--features "$(CARGO_FEATURES)")
+	@if command -v $(firstword $(CARGO)) >/dev/null 2>&1; then \
+	    echo "$(CARGO) build --release -p health-checker $(if $(CARGO_FEATURES),--features \"$(CARGO_FEATURES)\")"; \
+	    $(CARGO) build --release -p health-checker $(if $(CARGO_FEATURES),--features "$(CARGO_FEATURES)"); \
+	elif [ ! -x $(BIN) ]; then \
+	    echo "error: $(CARGO) not found and $(BIN) not built: build it first (make release-bin) as a user whose PATH has cargo" >&2; exit 1; \
+	elif newer=$$($(SOURCES_NEWER)) && [ -n "$$newer" ]; then \
+	    echo "error: $(CARGO) not found and $(BIN) is older than $$newer: build it again first (make release-bin) as a user whose PATH has cargo" >&2; exit 1; \
+	elif [ -n "$(CARGO_FEATURES)" ]; then \
+	    echo "error: $(CARGO) not found: cannot build with features $(CARGO_FEATURES)" >&2; exit 1; \
+	else \
+	    echo "note: $(CARGO) not found; installing $(BIN), built after the last change to the sources"; \
+	fi
 
 # The Debian package, built by dpkg-buildpackage in a copy of the tree:
 # target/debian/health-checker_VERSION_ARCH.deb. DEB_VERSION builds another
@@ -151,3 +167,4 @@ check-install: release-bin
 	tests/install/check
 	tests/install/same-files
 	tests/install/maintainer-scripts
+	tests/install/without-cargo

@@ -42,6 +42,9 @@ vm_on_exit() {
         VM_CLEANUP=()
         VM_CLEANUP_LEVEL=$BASH_SUBSHELL
         trap vm_run_cleanup EXIT
+        # A subshell forgets the traps below: TERM (vm_run_tests stopping
+        # a test) must still run the cleanup.
+        trap 'exit 143' TERM
     fi
     VM_CLEANUP+=("$*")
 }
@@ -514,4 +517,121 @@ vm_update() {
     new=$(vm_snapshot_new "$img")
     vm_set_default "$img" "$new"
     echo "$new"
+}
+
+# ---------------------------------------------------------------- running tests, several at once
+
+# How many tests vm_run_tests runs at once. Each TCG guest is one busy host
+# thread, and each test boots its own copy of the disk.
+VM_JOBS=${VM_JOBS:-2}
+
+# vm_kill_tree SIGNAL PID: sends SIGNAL to PID and every process below it
+# (children first found, then signalled from the top: a test's shell, its
+# `timeout`, its QEMU).
+vm_kill_tree() {
+    local sig=$1 pid=$2 child
+    for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do
+        vm_kill_tree "$sig" "$child"
+    done
+    kill "-$sig" "$pid" 2>/dev/null || true
+}
+
+# vm_run_tests OUT TEST...: runs the shell functions test_TEST, up to
+# VM_JOBS at once, each in its own process with its output in OUT/TEST.out,
+# and prints their outputs in the order given (each as soon as it and those
+# before it are done), each under "=== TEST" and followed by its time, then
+# the failed tests, the total time and "N passed, N failed". A test fails
+# when it stops with an error or prints FAILED. OUT/TEST.img (the test's
+# disk, by convention) is removed when the test passed. Returns 1 when any
+# test failed. The tests named in the array VM_LONG_TESTS (if the caller
+# sets it) start first, longest first, so that the run does not end with
+# one long test alone; the output keeps the order given.
+#
+# Tests that run at once share nothing but what they only read (the base
+# image, the host's binary): each writes only OUT/TEST.* and files from
+# mktemp, and loop devices come from `losetup --find`.
+vm_run_tests() {
+    # The caller's suite_start (its image build included), if it has one.
+    local suite_start=${suite_start:-$(date +%s)}
+    local out=$1 t i next=0 shown=0 running=0 pid rc secs passed=0 failed=0
+    shift
+    local tests=("$@") failures=() order=() long
+    local -A index_of=() pids=() queued=()
+    # The order in which they start.
+    for long in ${VM_LONG_TESTS[@]+"${VM_LONG_TESTS[@]}"}; do
+        for i in "${!tests[@]}"; do
+            if [ "${tests[i]}" = "$long" ] && [ -z "${queued[$i]:-}" ]; then
+                order+=("$i")
+                queued[$i]=1
+            fi
+        done
+    done
+    for i in "${!tests[@]}"; do [ -n "${queued[$i]:-}" ] || order+=("$i"); done
+    [ "$VM_JOBS" -ge 1 ] 2>/dev/null || vm_die "VM_JOBS must be a number of at least 1, not \"$VM_JOBS\""
+    for i in "${!tests[@]}"; do rm -f "$out/${tests[i]}.rc"; done
+    # On an interrupt, stop every running test (each undoes its own mounts
+    # and loop devices on the way out) before this shell exits.
+    # shellcheck disable=SC2064 # the trap's pids are read when it runs
+    trap 'for pid in "${pids[@]}"; do vm_kill_tree TERM "$pid"; done; wait; exit 130' INT TERM
+    while [ "$shown" -lt "${#tests[@]}" ]; do
+        # Start as many as allowed.
+        while [ "$next" -lt "${#tests[@]}" ] && [ "$running" -lt "$VM_JOBS" ]; do
+            i=${order[next]}
+            t=${tests[i]}
+            (
+                trap 'exit 143' TERM
+                trap 'exit 130' INT
+                start=$(date +%s)
+                rc=0
+                # In a subshell of its own, whose failure is caught here:
+                # its EXIT trap undoes what it attached.
+                ( trap 'exit 143' TERM; trap 'exit 130' INT; set -e; "test_$t" ) >"$out/$t.out" 2>&1 || rc=$?
+                echo "$rc $(($(date +%s) - start))" >"$out/$t.rc.tmp"
+                mv "$out/$t.rc.tmp" "$out/$t.rc"
+            ) &
+            pids[$i]=$!
+            index_of[$!]=$i
+            [ "$VM_JOBS" -eq 1 ] || vm_log "started $t"
+            next=$((next + 1))
+            running=$((running + 1))
+        done
+        # Print whatever is done, in order.
+        while [ "$shown" -lt "${#tests[@]}" ] && [ -e "$out/${tests[shown]}.rc" ]; do
+            t=${tests[shown]}
+            read -r rc secs <"$out/$t.rc"
+            rm -f "$out/$t.rc"
+            echo "=== $t"
+            cat "$out/$t.out"
+            [ "$rc" -eq 0 ] || echo "    FAILED  $t stopped with an error (exit $rc)"
+            if [ "$rc" -ne 0 ] || grep -q 'FAILED' "$out/$t.out"; then
+                failed=$((failed + 1))
+                failures+=("$t")
+            else
+                passed=$((passed + 1))
+                rm -f "$out/$t.img" # kept only when the test failed
+            fi
+            echo "    ($secs s)"
+            shown=$((shown + 1))
+        done
+        [ "$shown" -lt "${#tests[@]}" ] || break
+        # Wait for the next test to end (any of them).
+        if [ "$running" -gt 0 ]; then
+            pid=
+            rc=0
+            wait -n -p pid "${pids[@]}" 2>/dev/null || rc=$?
+            if [ -n "$pid" ] && [ -n "${index_of[$pid]:-}" ]; then
+                i=${index_of[$pid]}
+                unset "pids[$i]" "index_of[$pid]"
+                running=$((running - 1))
+                # A job that died before it wrote its result.
+                [ -e "$out/${tests[i]}.rc" ] || echo "$((rc == 0 ? 1 : rc)) 0" >"$out/${tests[i]}.rc"
+            fi
+        fi
+    done
+    trap 'exit 130' INT TERM
+    echo
+    [ "$failed" -eq 0 ] || echo "failed: ${failures[*]}"
+    echo "($(($(date +%s) - suite_start)) s in all, up to $VM_JOBS at once)"
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
 }
