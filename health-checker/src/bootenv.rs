@@ -1,4 +1,5 @@
-//! `health-checker bootenv`: grub-editenv's jobs on the crash-safe store,
+//! `health-checker bootenv`: grub-editenv's jobs on the crash-safe store
+//! (the GRUB environment, or the systemd-boot backend's state file),
 //! at the location the configuration names (`[bootenv]`), the one the
 //! checker and, through `bootenv path`, GRUB's snippet use.
 
@@ -53,11 +54,20 @@ pub enum BootenvAction {
     Path,
 }
 
-/// The store for `--file`, or the one the configuration names.
+/// The store for `--file`, or the one the configuration names: the GRUB
+/// environment, or with the systemd-boot backend its state file on the ESP
+/// (`docs/systemd-boot.md`).
 fn store_for(root: &Root, file: Option<PathBuf>) -> anyhow::Result<Store> {
-    match file {
-        Some(f) => Ok(Store::for_file(f)),
-        None => env_store(root, &LoadedConfig::load(root).required()?),
+    if let Some(f) = file {
+        return Ok(Store::for_file(f));
+    }
+    let config = LoadedConfig::load(root).required()?;
+    match crate::bootloader::resolve(root, &config) {
+        crate::bootloader::Kind::Grub => env_store(root, &config),
+        crate::bootloader::Kind::SystemdBoot => {
+            let esp = crate::bootloader::find_esp(root, &config).code(Code::Config)?;
+            Ok(Store::for_file(esp.state_path()))
+        }
     }
 }
 

@@ -70,6 +70,9 @@ pub enum Command {
     /// Say whether this system's boot is protected: one line per check
     /// (ok, warn or fail, with the fix); exit 1 when it is not.
     Doctor(crate::commands::doctor::DoctorArgs),
+    /// The systemd-boot backend's boot entries on the ESP: sync them with
+    /// the boot state, or list them.
+    BootEntries(crate::commands::boot_entries::BootEntriesArgs),
     /// Serve the status on the D-Bus system bus (run by
     /// health-checker-dbus.service).
     #[command(hide = true)]
@@ -105,6 +108,7 @@ pub fn run(cli: Cli) -> anyhow::Result<Code> {
         Command::Rollback(args) => crate::commands::rollback::run(&root, &args),
         Command::Deadline(args) => crate::commands::deadline::run(&root, &args),
         Command::Doctor(args) => crate::commands::doctor::run(&root, &args),
+        Command::BootEntries(args) => crate::commands::boot_entries::run(&root, &args),
         Command::DbusService(args) => crate::commands::dbus_service::run(&root, &args),
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod bootenv;
+pub mod bootloader;
 pub mod cli;
 pub mod commands;
 pub mod config;

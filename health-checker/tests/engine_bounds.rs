@@ -14,15 +14,27 @@
 //!    snapshot (or to the one just promoted);
 //! 4. a pass is never recorded while a required probe failed, timed out or
 //!    could not run.
+//!
+//! The same simulation runs against both boot loader backends. With GRUB the
+//! boot state is the pure model `grub_choose` acts on. With systemd-boot it
+//! lives in real files (a temporary ESP, the state file, entries with boot
+//! counters) written by the backend itself, and a model of systemd-boot
+//! (`common::sdboot`) starts each boot from them; every boot checks that
+//! systemd-boot boots what GRUB would, and leaves the state GRUB would.
+
+mod common;
 
 use std::collections::HashSet;
 
+use health_checker::bootloader::names::{EntryName, Role};
+use health_checker::bootloader::SdBootEnv;
 use health_checker::engine::{
-    arm, decide, grub_choose, Action, BootState, BootVerdict, Decision, EarlyPhase, EngineConfig,
-    GrubChoice, Inputs,
+    arm, decide, grub_choose, Action, BootEnv, BootState, BootVerdict, Decision, EarlyPhase,
+    EngineConfig, GrubChoice, GrubEntry, Inputs,
 };
 use health_checker::history::{EventKind, NewEvent};
 use health_checker::snapshots::SnapshotRef;
+use health_checker::snapshots::{SnapshotInfo, Snapshots};
 use health_checker::verdict::{Outcome, Phase, PhaseReport, ProbeResult, Severity, Verdict};
 use proptest::prelude::*;
 
@@ -197,6 +209,45 @@ struct Sim {
     plan_at: usize,
     /// Decisions taken, by kind, for the coverage check.
     seen: Vec<&'static str>,
+    /// The systemd-boot backend's files, when it is the one simulated.
+    sd: Option<SdWorld>,
+}
+
+/// The systemd-boot side of a simulation.
+struct SdWorld {
+    world: common::sdboot::World,
+    env: SdBootEnv,
+}
+
+/// The snapshot store as the simulation holds it, for the backend's `sync`
+/// (what `health-checker-boot-entries.service` runs on every boot).
+struct SimStore<'a>(&'a [SnapshotRef], &'a SnapshotRef);
+
+impl Snapshots for SimStore<'_> {
+    fn booted(&self) -> anyhow::Result<SnapshotRef> {
+        Ok(self.1.clone())
+    }
+    fn default_subvolume(&self) -> anyhow::Result<SnapshotRef> {
+        Ok(self.1.clone())
+    }
+    fn set_default(&self, _: u64) -> anyhow::Result<()> {
+        anyhow::bail!("not in the simulation")
+    }
+    fn lookup(&self, path: &str) -> anyhow::Result<Option<SnapshotRef>> {
+        Ok(self.0.iter().find(|s| s.path == path).cloned())
+    }
+    fn list(&self) -> anyhow::Result<Vec<SnapshotInfo>> {
+        Ok(self
+            .0
+            .iter()
+            .map(|s| SnapshotInfo {
+                snapshot: s.clone(),
+                number: None,
+                description: None,
+                read_only: true,
+            })
+            .collect())
+    }
 }
 
 /// How one boot ended.
@@ -209,9 +260,15 @@ enum End {
 }
 
 impl Sim {
-    fn new(cfg: EngineConfig, plans: Vec<BootPlan>) -> Sim {
+    fn new(cfg: EngineConfig, plans: Vec<BootPlan>, sdboot: bool) -> Sim {
         let first = snap(1);
+        let sd = sdboot.then(|| {
+            let world = common::sdboot::World::new();
+            let env = world.env(3);
+            SdWorld { world, env }
+        });
         Sim {
+            sd,
             cfg,
             store: vec![first.clone()],
             next: 2,
@@ -239,20 +296,87 @@ impl Sim {
     /// GRUB's choice, with its ordinary entry (the default subvolume) when
     /// the snapshot it names is gone.
     /// Returns the booted snapshot and whether it can panic (a trial).
-    fn grub(&mut self) -> (SnapshotRef, bool) {
+    fn grub(&mut self) -> Result<(SnapshotRef, bool), TestCaseError> {
         let (choice, env) = grub_choose(&self.env);
-        self.env = env;
-        match choice {
+        let choice = match &self.sd {
+            None => {
+                self.env = env;
+                choice
+            }
+            Some(sd) => {
+                let before = self.env.clone();
+                sd.env
+                    .sync(&SimStore(&self.store, &self.default))
+                    .map_err(|e| TestCaseError::fail(format!("sync: {e:#}")))?;
+                let booted = sd.world.boot();
+                let loaded = sd
+                    .env
+                    .load()
+                    .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+                let name = booted.as_deref().and_then(EntryName::parse);
+                let sd_choice = match name {
+                    None => GrubChoice::Ordinary,
+                    Some(n)
+                        if n.role == Role::Trial
+                            && before.trial.as_ref().is_some_and(|t| t.id == n.id) =>
+                    {
+                        GrubChoice::Trial(before.trial.clone().unwrap())
+                    }
+                    Some(n) if before.good.as_ref().is_some_and(|g| g.id == n.id) => {
+                        GrubChoice::Good(before.good.clone().unwrap())
+                    }
+                    // No known-good yet: the entry of the default subvolume,
+                    // as GRUB's ordinary entry.
+                    Some(n)
+                        if before.good.is_none()
+                            && n.role == Role::Good
+                            && n.id == self.default.id =>
+                    {
+                        GrubChoice::Ordinary
+                    }
+                    Some(n) => {
+                        return Err(TestCaseError::fail(format!(
+                            "systemd-boot booted {n} from {:?}, state {before:?}",
+                            sd.world.entries()
+                        )))
+                    }
+                };
+                prop_assert_eq!(&sd_choice, &choice, "entries {:?}", sd.world.entries());
+                prop_assert_eq!(
+                    (&loaded.good, &loaded.trial, loaded.tries),
+                    (&env.good, &env.trial, env.tries)
+                );
+                if matches!(choice, GrubChoice::Trial(_)) {
+                    prop_assert_eq!(loaded.booted, Some(GrubEntry::Trial));
+                }
+                if before.fallback.is_none() {
+                    prop_assert_eq!(&loaded.fallback, &env.fallback);
+                }
+                self.env = loaded;
+                sd_choice
+            }
+        };
+        Ok(match choice {
             GrubChoice::Trial(t) if self.exists(&t) => (t, true),
             GrubChoice::Good(g) if self.exists(&g) => (g, false),
             _ => (self.default.clone(), false),
-        }
+        })
     }
 
     fn boot(&mut self, manual: Option<SnapshotRef>) -> Result<End, TestCaseError> {
         let (booted, may_panic) = match manual {
-            Some(m) => (m, true),
-            None => self.grub(),
+            Some(m) => {
+                if let Some(sd) = &self.sd {
+                    // Picked in systemd-boot's menu: no counter changes.
+                    sd.world.select(&format!("health-checker-{}.conf", m.id));
+                    self.env = sd
+                        .env
+                        .load()
+                        .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+                }
+                (m, true)
+            }
+            None => self.grub()?,
         };
         let plan = self.plan();
         if plan.panic && may_panic {
@@ -361,6 +485,7 @@ impl Sim {
             self.default = to.clone();
         }
         self.env = d.state.clone();
+        self.through_backend()?;
         self.history.extend(d.events.iter().cloned());
         if matches!(d.action, Action::EnterDegraded { .. }) {
             self.degraded = true;
@@ -388,6 +513,7 @@ impl Sim {
                 if *armed {
                     if let Ok(env) = arm(&self.env, s, self.cfg.tries) {
                         self.env = env;
+                        self.through_backend().expect("arming through the backend");
                     }
                 }
                 None
@@ -404,6 +530,34 @@ impl Sim {
                 None
             }
         }
+    }
+
+    /// With systemd-boot: write `self.env` through the backend (what was
+    /// loaded before is what the engine's change applies to) and read it
+    /// back; it must come back the same, but for the fall-back the backend
+    /// derives afresh from the entries on every read.
+    fn through_backend(&mut self) -> Result<(), TestCaseError> {
+        let Some(sd) = &self.sd else {
+            return Ok(());
+        };
+        let fail = |e: anyhow::Error| TestCaseError::fail(format!("{e:#}"));
+        let old = sd.env.load().map_err(fail)?;
+        sd.env.store(&self.env.diff(&old)).map_err(fail)?;
+        let back = sd.env.load().map_err(fail)?;
+        prop_assert_eq!(
+            BootState {
+                fallback: None,
+                ..back.clone()
+            },
+            BootState {
+                fallback: None,
+                ..self.env.clone()
+            },
+            "entries {:?}",
+            sd.world.entries()
+        );
+        self.env = back;
+        Ok(())
     }
 
     /// Boot until the system stays up; returns the number of boots.
@@ -430,7 +584,16 @@ fn run(
     plans: Vec<BootPlan>,
     events: Vec<External>,
 ) -> Result<Sim, TestCaseError> {
-    let mut sim = Sim::new(cfg, plans);
+    run_on(cfg, plans, events, false)
+}
+
+fn run_on(
+    cfg: EngineConfig,
+    plans: Vec<BootPlan>,
+    events: Vec<External>,
+    sdboot: bool,
+) -> Result<Sim, TestCaseError> {
+    let mut sim = Sim::new(cfg, plans, sdboot);
     let first = sim.chain(None)?;
     prop_assert!(first <= sim.max_chain());
     for e in &events {
@@ -443,6 +606,47 @@ fn run(
         );
     }
     Ok(sim)
+}
+
+/// A system whose every boot fails stops rebooting within the bound and
+/// ends up up, in degraded mode, with nothing it can roll back to.
+fn failing_system(
+    cfg: EngineConfig,
+    prefix: Vec<BootPlan>,
+    events: Vec<External>,
+    failing: Vec<BootPlan>,
+    updates: Vec<bool>,
+    sdboot: bool,
+) -> Result<(), TestCaseError> {
+    let mut sim = run_on(cfg, prefix, events, sdboot)?;
+    // From now on every boot fails.
+    sim.plans = failing;
+    sim.plan_at = 0;
+    for armed in updates {
+        sim.external(&External::Update { arm: armed });
+        let n = sim.chain(None)?;
+        prop_assert!(
+            n <= sim.max_chain(),
+            "{} boots, bound {}",
+            n,
+            sim.max_chain()
+        );
+        // The chain ended with the system up: in degraded mode.
+        prop_assert!(
+            sim.degraded,
+            "failing system up but not degraded: {:?}",
+            sim.env
+        );
+        // A second chain after an outside reboot stops at once: the
+        // failure budget is spent and nothing is armed.
+        let again = sim.chain(None)?;
+        prop_assert!(
+            again <= sim.cfg.tries as usize + 2,
+            "{} boots after a reboot",
+            again
+        );
+    }
+    Ok(())
 }
 
 proptest! {
@@ -459,8 +663,6 @@ proptest! {
         run(cfg, plans, events)?;
     }
 
-    /// A system whose every boot fails stops rebooting within the bound and
-    /// ends up up, in degraded mode, with nothing it can roll back to.
     #[test]
     fn a_failing_system_stops_rebooting(
         cfg in config(),
@@ -469,21 +671,35 @@ proptest! {
         failing in prop::collection::vec(failing_plan(), 1..20),
         updates in prop::collection::vec(any::<bool>(), 1..4),
     ) {
-        let mut sim = run(cfg, prefix, events)?;
-        // From now on every boot fails.
-        sim.plans = failing;
-        sim.plan_at = 0;
-        for armed in updates {
-            sim.external(&External::Update { arm: armed });
-            let n = sim.chain(None)?;
-            prop_assert!(n <= sim.max_chain(), "{} boots, bound {}", n, sim.max_chain());
-            // The chain ended with the system up: in degraded mode.
-            prop_assert!(sim.degraded, "failing system up but not degraded: {:?}", sim.env);
-            // A second chain after an outside reboot stops at once: the
-            // failure budget is spent and nothing is armed.
-            let again = sim.chain(None)?;
-            prop_assert!(again <= sim.cfg.tries as usize + 2, "{} boots after a reboot", again);
-        }
+        failing_system(cfg, prefix, events, failing, updates, false)?;
+    }
+}
+
+proptest! {
+    // Every boot and every decision goes through files on a temporary ESP:
+    // fewer cases, the same properties.
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// The bounds with the systemd-boot backend, and at every boot
+    /// systemd-boot boots what GRUB would.
+    #[test]
+    fn bounds_hold_over_random_histories_on_systemd_boot(
+        cfg in config(),
+        plans in prop::collection::vec(boot_plan(), 1..60),
+        events in prop::collection::vec(external(), 0..40),
+    ) {
+        run_on(cfg, plans, events, true)?;
+    }
+
+    #[test]
+    fn a_failing_system_stops_rebooting_on_systemd_boot(
+        cfg in config(),
+        prefix in prop::collection::vec(boot_plan(), 1..30),
+        events in prop::collection::vec(external(), 0..10),
+        failing in prop::collection::vec(failing_plan(), 1..20),
+        updates in prop::collection::vec(any::<bool>(), 1..4),
+    ) {
+        failing_system(cfg, prefix, events, failing, updates, true)?;
     }
 }
 
@@ -491,11 +707,20 @@ proptest! {
 /// interesting decisions; check that they do, deterministically.
 #[test]
 fn the_simulator_reaches_every_kind_of_decision() {
+    reaches_every_kind_of_decision(false, 300);
+}
+
+#[test]
+fn the_simulator_reaches_every_kind_of_decision_on_systemd_boot() {
+    reaches_every_kind_of_decision(true, 100);
+}
+
+fn reaches_every_kind_of_decision(sdboot: bool, runs: usize) {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
     let mut runner = TestRunner::deterministic();
     let mut seen = HashSet::new();
-    for _ in 0..300 {
+    for _ in 0..runs {
         let cfg = config().new_tree(&mut runner).unwrap().current();
         let plans = prop::collection::vec(boot_plan(), 1..60)
             .new_tree(&mut runner)
@@ -505,7 +730,7 @@ fn the_simulator_reaches_every_kind_of_decision() {
             .new_tree(&mut runner)
             .unwrap()
             .current();
-        let sim = run(cfg, plans, events).expect("bounds hold");
+        let sim = run_on(cfg, plans, events, sdboot).expect("bounds hold");
         seen.extend(sim.seen);
     }
     for kind in [

@@ -2,6 +2,7 @@
 //! root acted on, prints for people (or JSON), and returns the exit code.
 
 pub mod arm;
+pub mod boot_entries;
 pub mod change;
 pub mod check;
 pub mod config_show;

@@ -165,6 +165,14 @@ pub struct EnvStatus {
     /// GRUB reads. The next check repairs it. Empty when both are sound.
     #[serde(default)]
     pub damage: Vec<String>,
+    /// systemd-boot's side (default entry, counting entry, attempts left),
+    /// with the systemd-boot backend; absent with GRUB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_boot: Option<crate::bootloader::sdboot::LoaderView>,
+}
+
+fn grub() -> String {
+    "grub".into()
 }
 
 /// The phases of the running boot, from `state.json`.
@@ -181,6 +189,9 @@ pub struct ThisBoot {
 /// The settings status depends on.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConfigStatus {
+    /// The boot loader backend in use: `grub` or `systemd-boot`.
+    #[serde(default = "grub")]
+    pub bootloader: String,
     /// Where the boot environment is read from.
     pub boot_environment: String,
     /// Attempts a trial gets.
@@ -310,6 +321,7 @@ fn gather(sys: &System, env: Item<BootState>) -> Status {
 
     let c = &sys.config;
     let config = Item::Ok(ConfigStatus {
+        bootloader: sys.env.kind().as_str().to_owned(),
         boot_environment: sys.env.inner().primary().to_string(),
         tries: c.boot.tries,
         good_failure_reboots: c.boot.good_failure_reboots,
@@ -374,6 +386,13 @@ fn env_status(sys: &System, s: &BootState) -> EnvStatus {
         grub_booted: s.booted.map(|b| b.as_str().to_owned()),
         good_failures: s.good_fails,
         damage: sys.env.problems().unwrap_or_default(),
+        systemd_boot: sys.env.sdboot().and_then(|sd| match sd.view() {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!("reading systemd-boot's entries: {e:#}");
+                None
+            }
+        }),
     }
 }
 

@@ -65,14 +65,32 @@ pub fn text(s: &Status) -> String {
                     ),
                 },
             );
-            line(
-                "GRUB",
-                format!(
-                    "entry booted: {}; fall-back mark: {}",
-                    e.grub_booted.as_deref().unwrap_or("not recorded"),
-                    e.fallback.as_deref().unwrap_or("none")
+            match &e.systemd_boot {
+                None => line(
+                    "GRUB",
+                    format!(
+                        "entry booted: {}; fall-back mark: {}",
+                        e.grub_booted.as_deref().unwrap_or("not recorded"),
+                        e.fallback.as_deref().unwrap_or("none")
+                    ),
                 ),
-            );
+                Some(v) => {
+                    let counting = match (&v.counting_entry, v.tries_left) {
+                        (Some(c), Some(n)) => format!("{c}, {n} attempt(s) left"),
+                        _ => "none".into(),
+                    };
+                    let mut text = format!(
+                        "default entry: {}\ncounting entry: {counting}\nentry booted: {}; fall-back: {}",
+                        v.default_entry.as_deref().unwrap_or("none of ours"),
+                        v.booted_entry.as_deref().unwrap_or("unknown"),
+                        e.fallback.as_deref().unwrap_or("none")
+                    );
+                    for o in &v.overrides {
+                        text.push_str(&format!("\nEFI variable {o} overrides loader.conf"));
+                    }
+                    line("systemd-boot", text);
+                }
+            }
             line(
                 "G failures",
                 format!(
@@ -121,8 +139,8 @@ pub fn text(s: &Status) -> String {
         "Config",
         show(&s.config, |c| {
             format!(
-                "{} tries, deadline {}, environment {}",
-                c.tries, c.deadline, c.boot_environment
+                "{}, {} tries, deadline {}, environment {}",
+                c.bootloader, c.tries, c.deadline, c.boot_environment
             )
         }),
     );

@@ -8,8 +8,9 @@ use anyhow::{bail, Context};
 use grub_env::{Location, RealFs, Store};
 
 use crate::actions::{ActionSettings, Bus, SystemActions};
+use crate::bootloader::LoaderEnv;
 use crate::config::{self, Config};
-use crate::engine::{BootEnv, BootState, EngineConfig, GrubBootEnv};
+use crate::engine::{BootEnv, BootState, EngineConfig};
 use crate::exit::{Code, CodeExt};
 use crate::history::History;
 use crate::paths::{Root, STATE_DIR};
@@ -92,7 +93,7 @@ pub fn env_store(root: &Root, config: &Config) -> anyhow::Result<Store> {
 
 /// The device of the btrfs file system mounted at `root` (the default of
 /// `[bootenv] device`).
-fn root_device(root: &Root) -> anyhow::Result<PathBuf> {
+pub fn root_device(root: &Root) -> anyhow::Result<PathBuf> {
     let dir = std::fs::canonicalize(root.dir())
         .with_context(|| format!("resolving {}", root.dir().display()))?;
     let mounts = crate::snapshots::mountinfo::read()?;
@@ -141,7 +142,7 @@ pub fn action_settings(config: &Config, bus: Bus, no_reboot: bool) -> ActionSett
 pub struct System {
     pub root: Root,
     pub config: Config,
-    pub env: GrubBootEnv,
+    pub env: LoaderEnv,
     pub snapshots: BtrfsSnapshots,
     pub actions: SystemActions,
     pub history: History,
@@ -151,10 +152,10 @@ pub struct System {
 
 impl System {
     pub fn open(root: &Root, config: Config, bus: Bus, no_reboot: bool) -> anyhow::Result<Self> {
-        let store = env_store(root, &config)?;
+        let env = LoaderEnv::open(root, &config).code(Code::Config)?;
         Ok(System {
             root: root.clone(),
-            env: GrubBootEnv::new(store),
+            env,
             snapshots: BtrfsSnapshots::new(root.clone()),
             actions: SystemActions::new(
                 root.clone(),

@@ -248,7 +248,7 @@ mod tests {
         );
         let l = load(&Root::new(dir.path())).unwrap();
         let e = l.entries();
-        assert_eq!(e.len(), 22);
+        assert_eq!(e.len(), 26);
         let (_, v, o) = e
             .iter()
             .find(|(k, ..)| k == "degraded.stop_services")

@@ -22,6 +22,7 @@ pub use load::{config_files, load, load_files, Loaded, Origin};
 pub struct Config {
     pub boot: Boot,
     pub bootenv: BootEnv,
+    pub bootloader: Bootloader,
     pub probes: Probes,
     pub degraded: Degraded,
     pub metrics: Metrics,
@@ -86,6 +87,46 @@ impl Default for BootEnv {
             location: Location::Auto,
             path: PathBuf::from(crate::paths::DEFAULT_GRUBENV),
             device: String::new(),
+        }
+    }
+}
+
+/// Which boot loader protects the trials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Backend {
+    /// systemd-boot when the loader says so (EFI variable `LoaderInfo`),
+    /// GRUB otherwise.
+    #[default]
+    Auto,
+    Grub,
+    SystemdBoot,
+}
+
+/// `[bootloader]`: the boot loader backend (docs/systemd-boot.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Bootloader {
+    pub backend: Backend,
+    /// systemd-boot: where the ESP is mounted; empty: the first of
+    /// /boot/efi, /efi, /boot holding `loader/`.
+    pub esp: PathBuf,
+    /// systemd-boot: snapshots that keep an entry (at least 2: the
+    /// known-good and the trial).
+    #[serde(deserialize_with = "at_least_two")]
+    pub max_entries: usize,
+    /// systemd-boot: kernel options besides `root=` and `rootflags=`;
+    /// empty: the running kernel's.
+    pub options: String,
+}
+
+impl Default for Bootloader {
+    fn default() -> Self {
+        Bootloader {
+            backend: Backend::Auto,
+            esp: PathBuf::new(),
+            max_entries: 5,
+            options: String::new(),
         }
     }
 }
@@ -180,6 +221,16 @@ fn tries<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
         Ok(n @ 1..=9) => Ok(n),
         _ => Err(serde::de::Error::custom(format!(
             "{n} is out of range: GRUB counts attempts with one digit, 1 to 9"
+        ))),
+    }
+}
+
+fn at_least_two<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = u64::deserialize(d)?;
+    match usize::try_from(n) {
+        Ok(n) if n >= 2 => Ok(n),
+        _ => Err(serde::de::Error::custom(format!(
+            "{n} is out of range: at least 2 (the known-good and the trial)"
         ))),
     }
 }

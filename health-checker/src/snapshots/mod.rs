@@ -10,6 +10,7 @@ pub mod snapper;
 mod topmount;
 
 pub use btrfs::BtrfsSnapshots;
+pub use topmount::TopLevelMount;
 
 use serde::{Deserialize, Serialize};
 

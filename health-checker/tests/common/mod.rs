@@ -8,5 +8,6 @@ pub mod dbus;
 pub mod process;
 pub mod prometheus;
 pub mod require;
+pub mod sdboot;
 pub mod tree;
 pub mod user;

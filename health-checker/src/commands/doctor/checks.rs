@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::facts::{EnvFact, EnvPlace, Facts, UnitFact};
 use super::grubcfg::{self, EnvSource};
+use crate::bootloader::sdboot::LoaderView;
 use crate::snapshots::snapper;
 
 /// How a check came out.
@@ -67,20 +68,100 @@ fn fail(check: &'static str, message: impl Into<String>, fix: impl Into<String>)
 
 /// Every check, in display order.
 pub fn all(f: &Facts) -> Vec<Finding> {
-    vec![
+    let loader = match &f.systemd_boot {
+        None => vec![grub_snippet(f), grub_loads_environment(f)],
+        Some(view) => vec![systemd_boot_default(view), systemd_boot_trial(f, view)],
+    };
+    let mut v = vec![
         config(f),
         root_filesystem(f),
         default_subvolume(f),
         boot_environment(f),
-        grub_snippet(f),
-        grub_loads_environment(f),
+    ];
+    v.extend(loader);
+    v.extend(vec![
         known_good(f),
         units(f),
         panic_on_cmdline(f),
         watchdog_device(f),
         runtime_watchdog(f),
         plugins(f),
-    ]
+    ]);
+    v
+}
+
+/// systemd-boot boots our known-good entry by default: `loader.conf`
+/// names our entries and no EFI variable overrides it.
+pub fn systemd_boot_default(view: &Result<LoaderView, String>) -> Finding {
+    const C: &str = "systemd-boot-default";
+    let fix = "`health-checker boot-entries sync` (with the EFI system partition mounted)";
+    let v = match view {
+        Ok(v) => v,
+        Err(e) => {
+            return fail(
+                C,
+                format!("systemd-boot's entries cannot be read: {e}"),
+                fix,
+            )
+        }
+    };
+    if let Some(o) = v.overrides.first() {
+        return fail(
+            C,
+            format!("the EFI variable {o} overrides loader.conf: systemd-boot does not boot the entries health-checker chooses"),
+            "`bootctl set-default \"\"` and `bootctl set-oneshot \"\"` (or clear the default in the boot menu)",
+        );
+    }
+    if v.loader_default.as_deref() != Some(crate::bootloader::names::DEFAULT_GLOB) {
+        return fail(
+            C,
+            format!(
+                "{}/loader/loader.conf has `default {}`, not `default {}`",
+                v.esp,
+                v.loader_default.as_deref().unwrap_or("(none)"),
+                crate::bootloader::names::DEFAULT_GLOB
+            ),
+            fix,
+        );
+    }
+    match &v.default_entry {
+        Some(e) => ok(
+            C,
+            format!("systemd-boot boots {e} by default (ESP {})", v.esp),
+        ),
+        None => fail(C, format!("no known-good entry on the ESP {}", v.esp), fix),
+    }
+}
+
+/// An armed trial has attempts left in its entry's boot counter.
+pub fn systemd_boot_trial(f: &Facts, view: &Result<LoaderView, String>) -> Finding {
+    const C: &str = "systemd-boot-counting";
+    let Ok(v) = view else {
+        return warn(
+            C,
+            "systemd-boot's entries cannot be read",
+            "see systemd-boot-default",
+        );
+    };
+    let trial = match &f.env {
+        EnvFact::Present(s) => s.trial.clone(),
+        _ => None,
+    };
+    match (trial, &v.counting_entry, v.tries_left) {
+        (None, _, _) => ok(C, "no trial armed; the next trial gets a new counted entry"),
+        (Some(t), Some(e), Some(n)) => ok(
+            C,
+            format!("trial {} is counted by {e}: {n} attempt(s) left", t.path),
+        ),
+        (Some(t), _, _) => warn(
+            C,
+            format!(
+                "trial {} has no attempts left: the next boot falls back to the known-good",
+                t.path
+            ),
+            "the next check records the fall-back; arm the snapshot again to retry it",
+        ),
+    }
 }
 
 /// The configuration can be read.
@@ -198,7 +279,10 @@ pub fn boot_environment(f: &Facts) -> Finding {
         EnvFact::Missing => fail(
             C,
             format!("boot environment {} does not exist (nor its backup)", f.env_path),
-            "mount the EFI system partition and run `health-checker bootenv create`, then `update-grub`",
+            match f.systemd_boot {
+                None => "mount the EFI system partition and run `health-checker bootenv create`, then `update-grub`",
+                Some(_) => "mount the EFI system partition and run `health-checker boot-entries sync`",
+            },
         ),
         EnvFact::Unreadable(e) => fail(
             C,
@@ -402,8 +486,21 @@ pub fn panic_on_cmdline(f: &Facts) -> Finding {
         .default_grub
         .as_deref()
         .and_then(|t| grubcfg::panic_seconds(&default_grub_cmdline(t)));
-    let next = next_snippet.or(next_default);
-    let fix = "keep panic=10 in HC_CMDLINE (/etc/default/health-checker-grub) or add it to GRUB_CMDLINE_LINUX in /etc/default/grub, then `update-grub`";
+    let next_sdboot = match &f.systemd_boot {
+        Some(Ok(v)) => v
+            .default_options
+            .as_deref()
+            .and_then(grubcfg::panic_seconds),
+        _ => None,
+    };
+    let next = match &f.systemd_boot {
+        Some(_) => next_sdboot,
+        None => next_snippet.or(next_default),
+    };
+    let fix = match &f.systemd_boot {
+        None => "keep panic=10 in HC_CMDLINE (/etc/default/health-checker-grub) or add it to GRUB_CMDLINE_LINUX in /etc/default/grub, then `update-grub`",
+        Some(_) => "add panic=10 to [bootloader] options (or this kernel's command line), then `health-checker boot-entries sync` and arm the next update",
+    };
     match (now, next) {
         (Some(n), Some(m)) if n > 0 && m > 0 => ok(
             C,
@@ -543,7 +640,87 @@ mod tests {
             watchdogs: vec!["/dev/watchdog0".into()],
             runtime_watchdog: Some(("/etc/systemd/system.conf".into(), "30s".into())),
             plugin_problems: vec![],
+            systemd_boot: None,
         }
+    }
+
+    fn sd_view() -> LoaderView {
+        LoaderView {
+            esp: "/boot/efi".into(),
+            loader_default: Some("health-checker-boot-*".into()),
+            default_entry: Some("health-checker-boot-good-257.conf".into()),
+            default_options: Some("root=UUID=x ro panic=10 rootflags=subvol=@/a".into()),
+            counting_entry: None,
+            tries_left: None,
+            booted_entry: None,
+            overrides: vec![],
+            entries: vec![],
+        }
+    }
+
+    #[test]
+    fn systemd_boot_replaces_the_grub_checks() {
+        let mut f = protected();
+        f.grub_cfg = Ok(None);
+        f.systemd_boot = Some(Ok(sd_view()));
+        let all = all(&f);
+        assert!(all.iter().all(|c| !c.check.starts_with("grub")), "{all:?}");
+        assert!(all.iter().all(|c| c.level == Level::Ok), "{all:?}");
+        // The next boot's panic= comes from the default entry.
+        f.systemd_boot = Some(Ok(LoaderView {
+            default_options: Some("root=UUID=x ro".into()),
+            ..sd_view()
+        }));
+        let p = panic_on_cmdline(&f);
+        assert_eq!(p.level, Level::Fail);
+        assert!(p.fix.unwrap().contains("[bootloader] options"));
+    }
+
+    #[test]
+    fn systemd_boot_default_fails_on_overrides_and_a_foreign_default() {
+        let v = LoaderView {
+            overrides: vec!["LoaderEntryDefault=debian.conf".into()],
+            ..sd_view()
+        };
+        let f = systemd_boot_default(&Ok(v));
+        assert_eq!(f.level, Level::Fail);
+        assert!(f.message.contains("LoaderEntryDefault"), "{}", f.message);
+        let v = LoaderView {
+            loader_default: Some("debian-*".into()),
+            ..sd_view()
+        };
+        let f = systemd_boot_default(&Ok(v));
+        assert_eq!(f.level, Level::Fail);
+        assert!(f.fix.unwrap().contains("boot-entries sync"));
+        let v = LoaderView {
+            default_entry: None,
+            ..sd_view()
+        };
+        assert_eq!(systemd_boot_default(&Ok(v)).level, Level::Fail);
+        assert_eq!(
+            systemd_boot_default(&Err("no ESP".into())).level,
+            Level::Fail
+        );
+    }
+
+    #[test]
+    fn systemd_boot_counting_reports_the_attempts_left() {
+        let mut f = protected();
+        f.env = EnvFact::Present(BootState {
+            good: Some(snap(1)),
+            trial: Some(snap(2)),
+            tries: 2,
+            ..BootState::default()
+        });
+        let v = LoaderView {
+            counting_entry: Some("health-checker-boot-trial-258+2-1.conf".into()),
+            tries_left: Some(2),
+            ..sd_view()
+        };
+        let c = systemd_boot_trial(&f, &Ok(v));
+        assert_eq!(c.level, Level::Ok);
+        assert!(c.message.contains("2 attempt(s) left"), "{}", c.message);
+        assert_eq!(systemd_boot_trial(&f, &Ok(sd_view())).level, Level::Warn);
     }
 
     fn level(f: Finding) -> Level {

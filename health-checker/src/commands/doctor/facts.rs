@@ -90,6 +90,8 @@ pub struct Facts {
     pub runtime_watchdog: Option<(String, String)>,
     /// Unsafe plugin directories and plugins that cannot run.
     pub plugin_problems: Vec<String>,
+    /// With the systemd-boot backend: its entries as read (or why not).
+    pub systemd_boot: Option<Result<crate::bootloader::sdboot::LoaderView, String>>,
 }
 
 /// Read everything from the system at `root`.
@@ -97,9 +99,14 @@ pub fn gather(root: &Root) -> Facts {
     let loaded = LoadedConfig::load(root);
     let config_error = loaded.error.clone();
     let config = loaded.config;
+    let mut systemd_boot = None;
     let (env_path, env, known_good_exists, booted, default, env_place) =
         match System::open(root, config.clone(), Bus::System, true) {
             Ok(sys) => {
+                systemd_boot = sys
+                    .env
+                    .sdboot()
+                    .map(|sd| sd.view().map_err(|e| format!("{e:#}")));
                 let env = read_env(&sys);
                 let good_exists = match &env {
                     EnvFact::Present(BootState { good: Some(g), .. }) => {
@@ -154,6 +161,7 @@ pub fn gather(root: &Root) -> Facts {
         watchdogs: watchdogs(root),
         runtime_watchdog: runtime_watchdog(root),
         plugin_problems: plugin_problems(root, &config),
+        systemd_boot,
     }
 }
 

@@ -1,0 +1,345 @@
+//! The systemd-boot backend on real files: a temporary ESP and efivarfs,
+//! with a model of systemd-boot's boot counting (`common::sdboot`) starting
+//! the "machine". Arming, counting down, falling back, promotion with
+//! blessing, a failed trial, systemd #33504, a full ESP.
+
+mod common;
+
+use common::sdboot::World;
+use health_checker::engine::{
+    arm, grub_choose, mark_bad, mark_good, BootEnv, BootState, GrubChoice, GrubEntry,
+};
+use health_checker::snapshots::SnapshotRef;
+
+fn snap(n: u64) -> SnapshotRef {
+    SnapshotRef {
+        id: 255 + n,
+        path: format!("@/.snapshots/{n}/snapshot"),
+    }
+}
+
+/// Apply `new` over what `env` holds, as the engine does.
+fn write(env: &dyn BootEnv, new: &BootState) -> BootState {
+    let old = env.load().unwrap();
+    env.store(&new.diff(&old)).unwrap();
+    env.load().unwrap()
+}
+
+fn with_good(w: &World) -> BootState {
+    let env = w.env(5);
+    let s = write(
+        &env,
+        &BootState {
+            good: Some(snap(1)),
+            ..BootState::default()
+        },
+    );
+    assert_eq!(s.good, Some(snap(1)));
+    s
+}
+
+#[test]
+fn no_state_file_is_an_error_naming_it() {
+    let w = World::new();
+    let env = w.env(5);
+    std::fs::remove_file(w.esp().join("health-checker/state.env")).unwrap();
+    std::fs::remove_file(w.esp().join("health-checker/state.env.bak")).ok();
+    let e = format!("{:#}", env.load().unwrap_err());
+    assert!(
+        e.contains("state.env") && e.contains("boot-entries sync"),
+        "{e}"
+    );
+}
+
+#[test]
+fn arming_writes_a_counted_entry_and_systemd_boot_counts_it_down_then_falls_back() {
+    let w = World::new();
+    let env = w.env(5);
+    let s = with_good(&w);
+    assert_eq!(w.entries(), ["health-checker-boot-good-256.conf"]);
+    assert_eq!(
+        std::fs::read_to_string(w.esp().join("loader/loader.conf")).unwrap(),
+        "timeout 3\ndefault health-checker-boot-*\n"
+    );
+    let armed = write(&env, &arm(&s, snap(2), 3).unwrap());
+    assert_eq!((armed.trial.clone(), armed.tries), (Some(snap(2)), 3));
+    assert_eq!(
+        w.entries(),
+        [
+            "health-checker-boot-good-256.conf",
+            "health-checker-boot-trial-257+3.conf"
+        ]
+    );
+    let text = std::fs::read_to_string(
+        w.esp()
+            .join("loader/entries/health-checker-boot-trial-257+3.conf"),
+    )
+    .unwrap();
+    assert!(
+        text.contains("options root=UUID=test ro rootflags=subvol=@/.snapshots/2/snapshot"),
+        "{text}"
+    );
+    // The kernel named is on the ESP.
+    let linux = text.lines().find_map(|l| l.strip_prefix("linux ")).unwrap();
+    assert!(w.esp().join(linux.trim_start_matches('/')).is_file());
+
+    // Every boot, the model of systemd-boot and GRUB's model agree.
+    let mut state = armed;
+    for left in (0..3).rev() {
+        let booted = w.boot().unwrap();
+        assert!(
+            booted.starts_with("health-checker-boot-trial-257+"),
+            "{booted}"
+        );
+        let (choice, grub) = grub_choose(&state);
+        assert_eq!(choice, GrubChoice::Trial(snap(2)));
+        state = env.load().unwrap();
+        assert_eq!(state.tries, left);
+        assert_eq!(state.booted, Some(GrubEntry::Trial));
+        assert_eq!(
+            (state.tries, state.fallback.clone()),
+            (grub.tries, grub.fallback)
+        );
+    }
+    // Out of attempts: the known-good boots, and the fall-back shows.
+    assert_eq!(w.boot().unwrap(), "health-checker-boot-good-256.conf");
+    let (choice, grub) = grub_choose(&state);
+    assert_eq!(choice, GrubChoice::Good(snap(1)));
+    let fell = env.load().unwrap();
+    assert_eq!(fell.fallback, Some(snap(2).path));
+    assert_eq!(fell.fallback, grub.fallback);
+    assert_eq!(fell.booted, Some(GrubEntry::Good));
+
+    // The checker clears the trial: its entry is marked bad, G stays.
+    let cleared = write(
+        &env,
+        &BootState {
+            trial: None,
+            tries: 0,
+            fallback: None,
+            ..fell
+        },
+    );
+    assert_eq!(cleared.fallback, None);
+    assert_eq!(
+        w.entries(),
+        [
+            "health-checker-257+0-3.conf",
+            "health-checker-boot-good-256.conf",
+        ]
+    );
+    assert_eq!(w.boot().unwrap(), "health-checker-boot-good-256.conf");
+}
+
+#[test]
+fn a_promoted_trial_becomes_the_default_and_blessing_leaves_one_entry() {
+    let w = World::new();
+    let env = w.env(5);
+    let s = with_good(&w);
+    write(&env, &arm(&s, snap(2), 3).unwrap());
+    assert!(w.boot().unwrap().contains("trial"));
+    let booted = env.load().unwrap();
+    // The late phase passed: T becomes known-good.
+    let promoted = write(
+        &env,
+        &BootState {
+            good: Some(snap(2)),
+            trial: None,
+            tries: 0,
+            ..booted
+        },
+    );
+    assert_eq!(promoted.good, Some(snap(2)));
+    // G is a menu entry now; the counted entry this boot came from is left
+    // for systemd-bless-boot.
+    assert_eq!(
+        w.entries(),
+        [
+            "health-checker-256.conf",
+            "health-checker-boot-good-257.conf",
+            "health-checker-boot-trial-257+2-1.conf",
+        ]
+    );
+    assert_eq!(
+        w.bless().as_deref(),
+        Some("health-checker-boot-trial-257.conf")
+    );
+    // The next change of the entries removes the blessed leftover; until
+    // then both default candidates boot the same snapshot.
+    let next = w.boot().unwrap();
+    assert!(next.ends_with("-257.conf"), "{next}");
+    let s = env.load().unwrap();
+    assert_eq!((s.good.clone(), s.trial.clone()), (Some(snap(2)), None));
+    assert_eq!(s.fallback, None);
+    write(&env, &arm(&s, snap(3), 2).unwrap());
+    assert_eq!(
+        w.entries(),
+        [
+            "health-checker-256.conf",
+            "health-checker-boot-good-257.conf",
+            "health-checker-boot-trial-258+2.conf",
+        ]
+    );
+}
+
+#[test]
+fn a_failed_trial_is_marked_bad_and_the_known_good_boots() {
+    let w = World::new();
+    let env = w.env(5);
+    let s = with_good(&w);
+    write(&env, &arm(&s, snap(2), 3).unwrap());
+    w.boot();
+    let booted = env.load().unwrap();
+    let rolled = write(&env, &mark_bad(&booted, &snap(2)));
+    assert_eq!(rolled.trial, None);
+    assert_eq!(
+        w.entries(),
+        [
+            "health-checker-257+0-1.conf",
+            "health-checker-boot-good-256.conf"
+        ]
+    );
+    assert_eq!(w.boot().unwrap(), "health-checker-boot-good-256.conf");
+    // Marking it good by hand later makes it the default.
+    let s = env.load().unwrap();
+    write(&env, &mark_good(&s, snap(2)));
+    assert_eq!(
+        w.entries(),
+        [
+            "health-checker-256.conf",
+            "health-checker-boot-good-257.conf"
+        ]
+    );
+    assert_eq!(w.boot().unwrap(), "health-checker-boot-good-257.conf");
+}
+
+#[test]
+fn an_unsuffixed_entry_of_the_same_name_never_stays_beside_a_counted_one() {
+    // systemd #33504: with NAME.conf beside NAME+3.conf, counting does
+    // nothing. A blessed trial entry left behind (NAME.conf) must go when
+    // the same snapshot is armed again, afresh.
+    let w = World::new();
+    let env = w.env(5);
+    let s = with_good(&w);
+    let d = w.esp().join("loader/entries");
+    std::fs::copy(
+        d.join("health-checker-boot-good-256.conf"),
+        d.join("health-checker-boot-trial-257.conf"),
+    )
+    .unwrap();
+    write(&env, &arm(&s, snap(2), 2).unwrap());
+    assert_eq!(
+        w.entries(),
+        [
+            "health-checker-boot-good-256.conf",
+            "health-checker-boot-trial-257+2.conf"
+        ]
+    );
+    // Counting works: two boots of the trial, then the known-good.
+    assert!(w.boot().unwrap().contains("trial-257+2"));
+    assert!(w.boot().unwrap().contains("trial-257+1-1"));
+    assert_eq!(w.boot().unwrap(), "health-checker-boot-good-256.conf");
+}
+
+#[test]
+fn rearming_a_trial_starts_its_count_afresh() {
+    let w = World::new();
+    let env = w.env(5);
+    let s = with_good(&w);
+    write(&env, &arm(&s, snap(2), 3).unwrap());
+    w.boot();
+    w.boot();
+    let s = env.load().unwrap();
+    assert_eq!(s.tries, 1);
+    let again = write(&env, &arm(&s, snap(2), 3).unwrap());
+    assert_eq!(again.tries, 3);
+    assert_eq!(
+        w.entries(),
+        [
+            "health-checker-boot-good-256.conf",
+            "health-checker-boot-trial-257+3.conf"
+        ]
+    );
+}
+
+#[test]
+fn a_full_esp_refuses_the_trial_and_writes_nothing() {
+    common::require::root("mounting a small tmpfs as the ESP");
+    let w = World::new();
+    let esp = w.esp();
+    // A 1 MiB ESP: less than the reserve the backend keeps free.
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&esp)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount tmpfs failed");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(esp.clone());
+    std::fs::create_dir_all(esp.join("loader/entries")).unwrap();
+    std::fs::write(esp.join("loader/loader.conf"), "timeout 3\n").unwrap();
+    let env = w.env(5);
+    let before = env.load().unwrap();
+    let e = env
+        .store(&arm(&before, snap(2), 3).unwrap().diff(&before))
+        .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("KiB free") && msg.contains(&esp.display().to_string()),
+        "{msg}"
+    );
+    assert!(w.entries().is_empty(), "{:?}", w.entries());
+    assert_eq!(env.load().unwrap(), before);
+    assert!(
+        !esp.join("health-checker/files").exists()
+            || std::fs::read_dir(esp.join("health-checker/files"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
+
+#[test]
+fn kernels_are_shared_between_entries_and_removed_with_the_last_one() {
+    let w = World::new();
+    let env = w.env(5);
+    let s = with_good(&w); // ID 256: kernel 256 % 3 = 1
+    let files = || {
+        let mut v: Vec<String> = std::fs::read_dir(w.esp().join("health-checker/files"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(files().len(), 2);
+    // ID 259: 259 % 3 = 1, the same kernel and initrd: nothing copied.
+    write(&env, &arm(&s, snap(4), 3).unwrap());
+    assert_eq!(files().len(), 2);
+    // ID 257: another kernel.
+    let s = env.load().unwrap();
+    write(&env, &arm(&s, snap(2), 3).unwrap());
+    assert_eq!(w.entries().len(), 3, "{:?}", w.entries());
+    assert_eq!(files().len(), 4);
+}
+
+#[test]
+fn the_booted_entry_is_unknown_without_efivarfs_and_the_snapshot_decides() {
+    let w = World::new();
+    let env = w.env(5);
+    let s = with_good(&w);
+    write(&env, &arm(&s, snap(2), 1).unwrap());
+    w.boot();
+    std::fs::remove_file(w.vars().path("LoaderEntrySelected")).unwrap();
+    let s = env.load().unwrap();
+    assert_eq!(s.booted, None);
+    assert_eq!(s.tries, 0);
+    // Without the variable, no attempts left reads as a fall-back; the
+    // engine then judges the booted subvolume (the trial: a stale mark).
+    assert_eq!(s.fallback, Some(snap(2).path));
+}
