@@ -115,10 +115,11 @@ test_sdboot_update() {
     echo "    boot 2 (the trial, counted: promoted and blessed; then hc-demo-app 2 in snapshot 3)"
     boot "$d" "$log"
     check "the kernel's command line: the trial" "$(sd_cmdline_subvol)" "$t1"
-    check_match "systemd-boot booted the trial's entry" "$(sd_var LoaderEntrySelected)" \
-        "^health-checker-boot-trial-$id1(\+[0-9]+(-[0-9]+)?)?\.conf\$"
-    check_match "systemd-boot counted the attempt before the kernel" "$(sd_var LoaderBootCountPath)" \
-        "health-checker-boot-trial-$id1\+2-1\.conf\$"
+    # The entry's ID is its file name when systemd-boot read it.
+    check "systemd-boot booted the trial's entry" "$(sd_var LoaderEntrySelected)" \
+        "health-checker-boot-trial-$id1+3.conf"
+    check "systemd-boot counted the attempt before the kernel" "$(sd_var LoaderBootCountPath)" \
+        "\\loader\\entries\\health-checker-boot-trial-$id1+2-1.conf"
     check "booted subvolume" "$(vm_console_value subvol)" "$t1"
     check "hc-demo-app runs" "$(vm_console_value 'unit hc-demo-app.service')" active/success
     check "late phase" "$(vm_console_value 'unit health-checker-late.service')" active/success
@@ -230,7 +231,7 @@ EOF
 # snapshot), and the next boot, whichever entry it takes, must pass.
 test_sdboot_power_cut() {
     local d log=$out/sdboot_power_cut.log t1=@/.snapshots/2/snapshot gid rc delay fsck_out damage
-    local entries booted good
+    local trial entries
     d=$(sd_disk sdboot_power_cut)
     gid=$(vm_id_of "$d" "$G")
     queue "$d" "apt-arm 1"
@@ -253,21 +254,47 @@ test_sdboot_power_cut() {
     check_match "ESP: G's entry intact" "$entries" "(^| )health-checker-boot-good-$gid\.conf( |\$)"
     check "ESP: loader.conf's default" "$(sd_loader_default "$d")" "health-checker-boot-*"
     check "state: hc_good readable, G" "$(sd_state "$d" hc_good)" "$G"
-    check_match "state: hc_trial none or the update" "$(sd_state "$d" hc_trial)" "^(|$t1)\$"
+    check_match "state: hc_trial none or the update" "[$(sd_state "$d" hc_trial)]" "^\[($t1)?\]\$"
 
     echo "    boot 2 (whatever the entries say: it must pass)"
     boot "$d" "$log"
-    booted=$(vm_console_value subvol)
-    check_match "booted G or the update" "$booted" "^($G|$t1)\$"
+    check_match "booted G or the update" "$(vm_console_value subvol)" "^($G|$t1)\$"
     check "late phase" "$(vm_console_value 'unit health-checker-late.service')" active/success
     check "no failed unit of the checker" \
         "$(grep -ac 'HCTEST failed-unit=health-checker' "$VM_LAST_SERIAL" || true)" 0
-    check "the guest's status" "$(guest_status .state)" good
+    # good, or trial-armed: when the cut left the update as the default
+    # subvolume without its trial, the early phase arms it for the next boot.
+    check_match "the guest's status" "$(guest_status .state)" '^(good|trial-armed)$'
     check "the reporter powered off" "$(ending)/$(reporter_ran)" poweroff/1
+    sd_power_cut_consistent "$d" 2
+    trial=$(sd_state "$d" hc_trial)
+    if [ -n "$trial" ]; then
+        check "state: the trial left armed is the update" "$trial" "$t1"
+        check "default subvolume: the update" "$(vm_get_default "$d")" "$t1"
+        echo "    boot 3 (the update armed after the cut: booted, counted, promoted)"
+        boot "$d" "$log"
+        check "booted subvolume" "$(vm_console_value subvol)" "$t1"
+        check_match "a counted boot of the update's entry" "$(sd_var LoaderBootCountPath)" \
+            "health-checker-boot-trial-$(vm_id_of "$d" "$t1")\+[0-9]+-1\.conf\$"
+        check "late phase" "$(vm_console_value 'unit health-checker-late.service')" active/success
+        check "the guest's status" "$(guest_status .state)" good
+        check "the reporter powered off" "$(ending)/$(reporter_ran)" poweroff/1
+        check "state: hc_good, the update" "$(sd_state "$d" hc_good)" "$t1"
+        sd_power_cut_consistent "$d" 3
+    else
+        check "default subvolume: the known-good" "$(vm_get_default "$d")" "$(sd_state "$d" hc_good)"
+    fi
+}
+
+# sd_power_cut_consistent IMAGE BOOT: after a boot, the entries on the ESP
+# agree with the state: one known-good entry, the state's; at most one entry
+# per snapshot; nothing but entries in loader/entries.
+sd_power_cut_consistent() {
+    local d=$1 good entries
     good=$(sd_state "$d" hc_good)
-    check_match "state: hc_good is G or the update" "$good" "^($G|$t1)\$"
+    check_match "state: hc_good is G or the update" "$good" "^($G|@/.snapshots/2/snapshot)\$"
     entries=$(sd_entries "$d")
-    echo "    ESP after boot 2: $entries"
+    echo "    ESP after boot $2: $entries"
     check "ESP: one known-good entry, the state's" \
         "$(printf '%s\n' $entries | grep -c '^health-checker-boot-good-')/$(printf '%s\n' $entries | grep -c "^health-checker-boot-good-$(vm_id_of "$d" "$good")\.conf\$")" 1/1
     check "ESP: at most one entry per snapshot" \
