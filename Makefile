@@ -75,7 +75,7 @@ fuzz:
 # Everything a distribution package would ship, at the paths it would use.
 UNITS := health-checker-early.service health-checker-late.service \
          health-checker-deadline.service health-checker-arm-on-shutdown.service \
-         health-checker-dbus.service
+         health-checker-dbus.service health-checker-boot-entries.service
 DBUS_NAME := io.github.healthchecker.HealthChecker1
 
 install: release-bin

@@ -82,6 +82,22 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("syncing {}", path.display()))
 }
 
+/// Give a file another name in its directory (`from` and `to` in `dir`),
+/// replacing nothing, and make the new name durable (fsync of `dir`). For
+/// names that carry state, as systemd-boot's boot counters do.
+pub fn move_in_dir(dir: &Path, from: &str, to: &str) -> Result<()> {
+    let (a, b) = (dir.join(from), dir.join(to));
+    if b.exists() {
+        anyhow::bail!(
+            "renaming {} to {}: the target exists",
+            a.display(),
+            b.display()
+        );
+    }
+    fs::rename(&a, &b).with_context(|| format!("renaming {} to {}", a.display(), b.display()))?;
+    sync_dir(dir)
+}
+
 /// fsync a directory, making renames and creations in it durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

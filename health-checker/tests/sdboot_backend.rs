@@ -343,3 +343,32 @@ fn the_booted_entry_is_unknown_without_efivarfs_and_the_snapshot_decides() {
     // engine then judges the booted subvolume (the trial: a stale mark).
     assert_eq!(s.fallback, Some(snap(2).path));
 }
+
+#[test]
+fn a_trial_blessed_before_it_was_judged_gets_one_counted_attempt_back() {
+    // systemd-bless-boot renamed the trial's entry (boot-complete.target was
+    // reached without a promotion): unsuffixed, it would boot on every start
+    // with nothing counting. The next change of the entries counts it again.
+    let w = World::new();
+    let env = w.env(5);
+    let s = with_good(&w);
+    write(&env, &arm(&s, snap(2), 3).unwrap());
+    w.boot();
+    assert_eq!(
+        w.bless().as_deref(),
+        Some("health-checker-boot-trial-257.conf")
+    );
+    let s = env.load().unwrap();
+    assert_eq!((s.trial.clone(), s.tries), (Some(snap(2)), 0));
+    // Any store (here: the failure streak counted) rewrites the entries.
+    write(&env, &BootState { good_fails: 1, ..s });
+    assert_eq!(
+        w.entries(),
+        [
+            "health-checker-boot-good-256.conf",
+            "health-checker-boot-trial-257+1.conf"
+        ]
+    );
+    assert!(w.boot().unwrap().contains("trial-257+1"));
+    assert_eq!(w.boot().unwrap(), "health-checker-boot-good-256.conf");
+}

@@ -114,6 +114,11 @@ fn sync_arm_and_cleanup_on_real_snapshots() {
     assert!(out.status.success(), "{}", text(&out));
     let out = hc(&root, &["arm", "3"]);
     assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("systemd-boot boots it at most 3 time(s)"),
+        "{}",
+        text(&out)
+    );
     let trial = format!("health-checker-boot-trial-{}+3.conf", ids[2]);
     assert!(entries(&esp).contains(&trial), "{:?}", entries(&esp));
     let t = std::fs::read_to_string(esp.join("loader/entries").join(&trial)).unwrap();

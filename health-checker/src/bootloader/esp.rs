@@ -138,11 +138,9 @@ impl Esp {
             .with_context(|| format!("writing boot entry {}", path.display()))
     }
 
-    pub fn rename(&self, from: &EntryName, to: &EntryName) -> anyhow::Result<()> {
-        let (a, b) = (self.entry_path(from), self.entry_path(to));
-        std::fs::rename(&a, &b)
-            .with_context(|| format!("renaming {} to {}", a.display(), b.display()))?;
-        sync_dir(&self.entries_dir())
+    /// Rename an entry (never over another one).
+    pub fn move_entry(&self, from: &EntryName, to: &EntryName) -> anyhow::Result<()> {
+        crate::fsutil::move_in_dir(&self.entries_dir(), &from.to_string(), &to.to_string())
     }
 
     pub fn remove(&self, name: &EntryName) -> anyhow::Result<()> {

@@ -170,3 +170,51 @@ impl BootEnv for LoaderEnv {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Backend;
+
+    #[test]
+    fn auto_is_systemd_boot_only_when_the_loader_says_so() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let mut config = Config::default();
+        assert_eq!(resolve(&root, &config), Kind::Grub, "no efivarfs");
+        let vars = efivars(&root);
+        std::fs::create_dir_all(vars.dir()).unwrap();
+        std::fs::write(vars.path("LoaderInfo"), EfiVars::encode("GRUB 2.12")).unwrap();
+        assert_eq!(resolve(&root, &config), Kind::Grub);
+        std::fs::write(
+            vars.path("LoaderInfo"),
+            EfiVars::encode("systemd-boot 252.22-1~deb12u1"),
+        )
+        .unwrap();
+        assert_eq!(resolve(&root, &config), Kind::SystemdBoot);
+        config.bootloader.backend = Backend::Grub;
+        assert_eq!(resolve(&root, &config), Kind::Grub, "configured wins");
+    }
+
+    #[test]
+    fn the_esp_is_found_where_loader_is_or_named_in_the_error() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path());
+        let mut config = Config::default();
+        let e = format!("{:#}", find_esp(&root, &config).unwrap_err());
+        assert!(
+            e.contains("/boot/efi, /efi, /boot") && e.contains("[bootloader] esp"),
+            "{e}"
+        );
+        std::fs::create_dir_all(t.path().join("efi/loader/entries")).unwrap();
+        assert_eq!(
+            find_esp(&root, &config).unwrap().dir(),
+            t.path().join("efi")
+        );
+        config.bootloader.esp = "/boot/efi".into();
+        assert_eq!(
+            find_esp(&root, &config).unwrap().dir(),
+            t.path().join("boot/efi")
+        );
+    }
+}

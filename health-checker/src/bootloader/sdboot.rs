@@ -373,6 +373,20 @@ impl SdBootEnv {
                 .max_by_key(|n| n.counter.map(|c| c.left))
             {
                 keep.insert(*n);
+            } else if let Some(n) = before
+                .iter()
+                .find(|n| n.role == Role::Trial && n.id == t.id && n.counter.is_none())
+            {
+                // Blessed while still the trial (the late phase passed
+                // without promoting it, or was skipped): unsuffixed, it would
+                // boot on every start, unprotected. One more counted attempt
+                // keeps it bounded and lets the checker judge it.
+                let to = EntryName::new(Role::Trial, t.id, Some(Counter::fresh(1)));
+                self.esp.move_entry(n, &to)?;
+                done.lines.push(format!(
+                    "renamed {n} to {to}: the trial was blessed before it was judged"
+                ));
+                keep.insert(to);
             }
         }
         if let Some(g) = &want.good {
@@ -461,7 +475,7 @@ impl SdBootEnv {
                 && wanted_in_menu(n.id);
             match demoted {
                 Some(to) if goes_to_menu => {
-                    self.esp.rename(n, &to)?;
+                    self.esp.move_entry(n, &to)?;
                     done.lines.push(format!("renamed {n} to {to}"));
                     has_menu.insert(n.id, to);
                 }

@@ -111,7 +111,18 @@ pub fn run(root: &Root, args: &ArmArgs) -> anyhow::Result<Code> {
         )
     };
     let notes = apply(&sys, &change)?;
-    print_armed(&target, tries, state.good.as_ref(), &default, &replaced);
+    let loader = match sys.env.kind() {
+        crate::bootloader::Kind::Grub => "GRUB",
+        crate::bootloader::Kind::SystemdBoot => "systemd-boot",
+    };
+    print_armed(
+        loader,
+        &target,
+        tries,
+        state.good.as_ref(),
+        &default,
+        &replaced,
+    );
     for n in notes {
         eprintln!("{n}");
     }
@@ -119,6 +130,7 @@ pub fn run(root: &Root, args: &ArmArgs) -> anyhow::Result<Code> {
 }
 
 fn print_armed(
+    loader: &str,
     target: &SnapshotRef,
     tries: u8,
     good: Option<&SnapshotRef>,
@@ -130,7 +142,7 @@ fn print_armed(
         None => "there is no known-good snapshot to fall back to yet".to_owned(),
     };
     println!(
-        "armed {} (ID {}) as the trial{replaced}: GRUB boots it at most {tries} time(s), then {fallback}",
+        "armed {} (ID {}) as the trial{replaced}: {loader} boots it at most {tries} time(s), then {fallback}",
         target.path, target.id
     );
     if default != target {

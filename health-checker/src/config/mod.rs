@@ -225,24 +225,23 @@ fn tries<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
     }
 }
 
-fn at_least_two<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+/// A count of at least `MIN` (`why`: what the minimum is for).
+fn at_least<'de, D: Deserializer<'de>>(d: D, min: usize, why: &str) -> Result<usize, D::Error> {
     let n = u64::deserialize(d)?;
     match usize::try_from(n) {
-        Ok(n) if n >= 2 => Ok(n),
+        Ok(n) if n >= min => Ok(n),
         _ => Err(serde::de::Error::custom(format!(
-            "{n} is out of range: at least 2 (the known-good and the trial)"
+            "{n} is out of range: at least {min}{why}"
         ))),
     }
 }
 
+fn at_least_two<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    at_least(d, 2, " (the known-good and the trial)")
+}
+
 fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
-    let n = u64::deserialize(d)?;
-    match usize::try_from(n) {
-        Ok(n) if n >= 1 => Ok(n),
-        _ => Err(serde::de::Error::custom(format!(
-            "{n} is out of range: at least 1"
-        ))),
-    }
+    at_least(d, 1, "")
 }
 
 /// What the `plugin_inputs` fuzz target checks of any text an admin, a

@@ -175,33 +175,8 @@ pub fn glob_match(glob: &str, s: &str) -> bool {
     m(glob.as_bytes(), s.as_bytes())
 }
 
-/// Version comparison as systemd's: runs of digits numerically, letters
-/// before other characters are compared bytewise.
+/// Version comparison as systemd's for our names (runs of digits
+/// numerically, the rest bytewise): the library's kernel version order.
 pub fn strverscmp(a: &str, b: &str) -> Ordering {
-    let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
-    loop {
-        match (a.first(), b.first()) {
-            (None, None) => return Ordering::Equal,
-            (None, _) => return Ordering::Less,
-            (_, None) => return Ordering::Greater,
-            (Some(x), Some(y)) if x.is_ascii_digit() && y.is_ascii_digit() => {
-                let na = a.iter().take_while(|c| c.is_ascii_digit()).count();
-                let nb = b.iter().take_while(|c| c.is_ascii_digit()).count();
-                let va: u128 = std::str::from_utf8(&a[..na]).unwrap().parse().unwrap();
-                let vb: u128 = std::str::from_utf8(&b[..nb]).unwrap().parse().unwrap();
-                if va != vb {
-                    return va.cmp(&vb);
-                }
-                a = &a[na..];
-                b = &b[nb..];
-            }
-            (Some(x), Some(y)) => {
-                if x != y {
-                    return x.cmp(y);
-                }
-                a = &a[1..];
-                b = &b[1..];
-            }
-        }
-    }
+    health_checker::bootloader::kernel::version_cmp(a, b)
 }
