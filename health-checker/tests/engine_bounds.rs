@@ -298,69 +298,61 @@ impl Sim {
     /// Returns the booted snapshot and whether it can panic (a trial).
     fn grub(&mut self) -> Result<(SnapshotRef, bool), TestCaseError> {
         let (choice, env) = grub_choose(&self.env);
-        let choice = match &self.sd {
-            None => {
-                self.env = env;
-                choice
-            }
-            Some(sd) => {
-                let before = self.env.clone();
-                sd.env
-                    .sync(&SimStore(&self.store, &self.default))
-                    .map_err(|e| TestCaseError::fail(format!("sync: {e:#}")))?;
-                let booted = sd.world.boot();
-                let loaded = sd
-                    .env
-                    .load()
-                    .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
-                let name = booted.as_deref().and_then(EntryName::parse);
-                let sd_choice = match name {
-                    None => GrubChoice::Ordinary,
-                    Some(n)
-                        if n.role == Role::Trial
-                            && before.trial.as_ref().is_some_and(|t| t.id == n.id) =>
-                    {
-                        GrubChoice::Trial(before.trial.clone().unwrap())
-                    }
-                    Some(n) if before.good.as_ref().is_some_and(|g| g.id == n.id) => {
-                        GrubChoice::Good(before.good.clone().unwrap())
-                    }
-                    // No known-good yet: the entry of the default subvolume,
-                    // as GRUB's ordinary entry.
-                    Some(n)
-                        if before.good.is_none()
-                            && n.role == Role::Good
-                            && n.id == self.default.id =>
-                    {
-                        GrubChoice::Ordinary
-                    }
-                    Some(n) => {
-                        return Err(TestCaseError::fail(format!(
-                            "systemd-boot booted {n} from {:?}, state {before:?}",
-                            sd.world.entries()
-                        )))
-                    }
-                };
-                prop_assert_eq!(&sd_choice, &choice, "entries {:?}", sd.world.entries());
-                prop_assert_eq!(
-                    (&loaded.good, &loaded.trial, loaded.tries),
-                    (&env.good, &env.trial, env.tries)
-                );
-                if matches!(choice, GrubChoice::Trial(_)) {
-                    prop_assert_eq!(loaded.booted, Some(GrubEntry::Trial));
-                }
-                if before.fallback.is_none() {
-                    prop_assert_eq!(&loaded.fallback, &env.fallback);
-                }
-                self.env = loaded;
-                sd_choice
-            }
-        };
-        Ok(match choice {
+        let resolve = |c: GrubChoice| match c {
             GrubChoice::Trial(t) if self.exists(&t) => (t, true),
             GrubChoice::Good(g) if self.exists(&g) => (g, false),
             _ => (self.default.clone(), false),
-        })
+        };
+        let grub_boots = resolve(choice.clone());
+        let Some(sd) = &self.sd else {
+            self.env = env;
+            return Ok(grub_boots);
+        };
+        let before = self.env.clone();
+        sd.env
+            .sync(&SimStore(&self.store, &self.default))
+            .map_err(|e| TestCaseError::fail(format!("sync: {e:#}")))?;
+        let booted = sd.world.boot();
+        let loaded = sd
+            .env
+            .load()
+            .map_err(|e| TestCaseError::fail(format!("{e:#}")))?;
+        let name = booted.as_deref().and_then(EntryName::parse);
+        let sd_choice = match name {
+            None => GrubChoice::Ordinary,
+            Some(n)
+                if n.role == Role::Trial && before.trial.as_ref().is_some_and(|t| t.id == n.id) =>
+            {
+                GrubChoice::Trial(before.trial.clone().unwrap())
+            }
+            Some(n) if before.good.as_ref().is_some_and(|g| g.id == n.id) => {
+                GrubChoice::Good(before.good.clone().unwrap())
+            }
+            // No known-good (or one deleted): the entry of the default
+            // subvolume, as GRUB's ordinary entry.
+            Some(n) if n.role == Role::Good && n.id == self.default.id => GrubChoice::Ordinary,
+            Some(n) => {
+                return Err(TestCaseError::fail(format!(
+                    "systemd-boot booted {n} from {:?}, state {before:?}",
+                    sd.world.entries()
+                )))
+            }
+        };
+        // The same snapshot boots, equally protected.
+        let sd_boots = resolve(sd_choice);
+        prop_assert_eq!(&sd_boots, &grub_boots, "entries {:?}", sd.world.entries());
+        prop_assert_eq!(
+            (&loaded.good, &loaded.trial, loaded.tries),
+            (&env.good, &env.trial, env.tries)
+        );
+        if matches!(choice, GrubChoice::Trial(_)) {
+            prop_assert_eq!(loaded.booted, Some(GrubEntry::Trial));
+        }
+        if before.fallback.is_none() {
+            prop_assert_eq!(&loaded.fallback, &env.fallback);
+        }
+        self.env = loaded;
+        Ok(sd_boots)
     }
 
     fn boot(&mut self, manual: Option<SnapshotRef>) -> Result<End, TestCaseError> {

@@ -25,6 +25,13 @@ fn write(env: &dyn BootEnv, new: &BootState) -> BootState {
     env.load().unwrap()
 }
 
+/// An entry `name` on the ESP that the backend did not write (left by an
+/// earlier run or another tool), booting what the known-good entry boots.
+fn plant(w: &World, name: &str) {
+    let d = w.esp().join("loader/entries");
+    std::fs::copy(d.join("health-checker-boot-good-256.conf"), d.join(name)).unwrap();
+}
+
 fn with_good(w: &World) -> BootState {
     let env = w.env(5);
     let s = write(
@@ -221,12 +228,7 @@ fn an_unsuffixed_entry_of_the_same_name_never_stays_beside_a_counted_one() {
     let w = World::new();
     let env = w.env(5);
     let s = with_good(&w);
-    let d = w.esp().join("loader/entries");
-    std::fs::copy(
-        d.join("health-checker-boot-good-256.conf"),
-        d.join("health-checker-boot-trial-257.conf"),
-    )
-    .unwrap();
+    plant(&w, "health-checker-boot-trial-257.conf");
     write(&env, &arm(&s, snap(2), 2).unwrap());
     assert_eq!(
         w.entries(),
@@ -371,4 +373,47 @@ fn a_trial_blessed_before_it_was_judged_gets_one_counted_attempt_back() {
     );
     assert!(w.boot().unwrap().contains("trial-257+1"));
     assert_eq!(w.boot().unwrap(), "health-checker-boot-good-256.conf");
+}
+
+#[test]
+fn a_power_cut_between_the_trial_entry_and_the_state_is_judged_as_an_unarmed_default() {
+    use health_checker::engine::{decide, Action, EarlyPhase, EngineConfig, Inputs};
+    use health_checker::verdict::{Phase, PhaseReport};
+    // `arm` writes the counted entry first, then the state. Cut in between:
+    // the entry is there, the state names no trial.
+    let w = World::new();
+    let env = w.env(5);
+    let s = with_good(&w);
+    plant(&w, "health-checker-boot-trial-257+3.conf");
+    // systemd-boot boots it, counting.
+    assert_eq!(
+        w.boot().as_deref(),
+        Some("health-checker-boot-trial-257+3.conf")
+    );
+    let loaded = env.load().unwrap();
+    assert_eq!((loaded.trial.clone(), loaded.good.clone()), (None, s.good));
+    // The update tool had made it the default: the engine arms it now and
+    // judges it as a trial; the backend writes a fresh counted entry.
+    let report = PhaseReport::new(Phase::Early, vec![]);
+    let dec = decide(&Inputs {
+        state: &loaded,
+        booted: &snap(2),
+        default: &snap(2),
+        good_exists: true,
+        report: &report,
+        early: EarlyPhase::NotRun,
+        config: &EngineConfig::default(),
+    });
+    assert_eq!(dec.action, Action::Nothing, "{dec:?}");
+    assert_eq!(dec.state.trial, Some(snap(2)), "{dec:?}");
+    env.store(&dec.state.diff(&loaded)).unwrap();
+    let after = env.load().unwrap();
+    assert_eq!((after.trial, after.tries), (Some(snap(2)), dec.state.tries));
+    assert_eq!(
+        w.entries(),
+        [
+            "health-checker-boot-good-256.conf".to_string(),
+            format!("health-checker-boot-trial-257+{}.conf", dec.state.tries),
+        ]
+    );
 }

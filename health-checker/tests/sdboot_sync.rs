@@ -166,6 +166,40 @@ fn sync_arm_and_cleanup_on_real_snapshots() {
         text(&out)
     );
     assert_eq!(v["boot_environment"]["systemd_boot"]["tries_left"], 3);
+    let out = hc(&root, &["status"]);
+    assert!(
+        text(&out).contains(&format!("systemd-boot: default entry: {trial}"))
+            && text(&out).contains(&format!("counting entry: {trial}, 3 attempt(s) left")),
+        "{}",
+        text(&out)
+    );
+    let out = hc(&root, &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let check = |name: &str| {
+        v["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["check"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        check("systemd-boot-default")["level"],
+        "ok",
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        check("systemd-boot-counting")["level"],
+        "ok",
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        check("grub-snippet"),
+        serde_json::Value::Null,
+        "{}",
+        text(&out)
+    );
     let out = hc(&root, &["bootenv", "path"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
@@ -176,5 +210,51 @@ fn sync_arm_and_cleanup_on_real_snapshots() {
         text(&out).contains(&format!("trial  ID {:<6} 3 left", ids[2])),
         "{}",
         text(&out)
+    );
+}
+
+#[test]
+fn a_deleted_known_good_gives_its_default_entry_to_the_default_subvolume() {
+    common::require::root("loop-mounted btrfs");
+    let (img, root, ids) = machine();
+    let esp = root.join("boot/efi");
+    let out = hc(&root, &["boot-entries", "sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = hc(
+        &root,
+        &[
+            "bootenv",
+            "set",
+            "hc_good=@/.snapshots/2/snapshot",
+            &format!("hc_good_id={}", ids[1]),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = hc(&root, &["boot-entries", "sync"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let good2 = format!("health-checker-boot-good-{}.conf", ids[1]);
+    assert!(entries(&esp).contains(&good2), "{:?}", entries(&esp));
+    common::btrfs::run(
+        "btrfs",
+        &[
+            "subvolume",
+            "delete",
+            img.at_top("@/.snapshots/2/snapshot").to_str().unwrap(),
+        ],
+    );
+    let out = hc(&root, &["boot-entries", "sync"]);
+    assert!(
+        out.status.success() && text(&out).contains("is not in the snapshot store"),
+        "{}",
+        text(&out)
+    );
+    let e = entries(&esp);
+    assert!(
+        e.contains(&format!("health-checker-boot-good-{}.conf", ids[0])),
+        "{e:?}"
+    );
+    assert!(
+        !e.iter().any(|n| n.contains(&format!("-{}", ids[1]))),
+        "{e:?}"
     );
 }

@@ -184,18 +184,30 @@ impl SdBootEnv {
         }
         let state = self.load()?;
         let list = snapshots.list().context("listing the snapshots")?;
+        let alive: HashSet<u64> = list.iter().map(|s| s.snapshot.id).collect();
         let good = match &state.good {
-            Some(g) => Some(g.clone()),
-            None => {
+            Some(g) if alive.contains(&g.id) => Some(g.clone()),
+            gone => {
+                // No known-good, or one the store no longer has (its entry
+                // would boot a root that cannot be mounted): the default
+                // subvolume's entry boots by default, as GRUB's ordinary
+                // entry does. Never the trial's own snapshot while a known-
+                // good is named: its counting would end where it began.
                 let d = snapshots
                     .default_subvolume()
                     .context("finding the default subvolume")?;
+                if let Some(g) = gone {
+                    done.lines.push(format!(
+                        "the known-good {} (ID {}) is not in the snapshot store",
+                        g.path, g.id
+                    ));
+                }
                 if d.id == 5 {
-                    done.lines.push(
-                        "no known-good and the default subvolume is the top level: no default entry"
-                            .into(),
-                    );
+                    done.lines
+                        .push("the default subvolume is the top level: no default entry".into());
                     None
+                } else if gone.is_some() && state.trial.as_ref() == Some(&d) {
+                    gone.clone()
                 } else {
                     Some(d)
                 }
