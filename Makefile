@@ -48,7 +48,8 @@ test: lint test-unit check-install test-vm
 # The GRUB tests whose ground the scenarios cover again (good_boot: G boots;
 # broken_trial: GRUB counts a panicking trial down and falls back, which
 # broken_kernel checks too) are left out here to keep CI's time; run them
-# all with `make test-vm VM_GRUB_TESTS=`.
+# all with `make test-vm VM_GRUB_TESTS=`. run-scenarios also builds the
+# systemd-boot image (work/sdboot.img) and runs its scenarios (sdboot_*).
 VM_GRUB_TESTS ?= backup_copy no_env trial_without_good
 test-vm: vm-deps
 	tests/vm/check-grub-snippet

@@ -340,20 +340,35 @@ vm_boot_end() {
     VM_LAST_BOOT_SECONDS=$(($(date +%s) - start))
 }
 
+# vm_vars_of IMAGE: the firmware's variables file for a boot of IMAGE: its
+# own IMAGE.vars when it has one (variables the guest writes survive its
+# reboots, as on a real machine), else a fresh copy of OVMF's (removed after
+# the boot).
+vm_vars_of() {
+    local v
+    if [ -e "$1.vars" ]; then
+        echo "$1.vars"
+        return
+    fi
+    v=$(mktemp --suffix=.fd)
+    cp "$VM_OVMF_VARS" "$v"
+    echo "$v"
+}
+
 # vm_boot IMAGE LOG [TIMEOUT]: boots IMAGE under QEMU (TCG, OVMF, serial
 # console appended to LOG) until the guest powers off. Returns 0 when it
 # powered off, 124 when it was killed at the timeout, QEMU's code otherwise.
-# Every boot starts from pristine OVMF variables, so the firmware always
-# takes the removable-media path \EFI\BOOT\BOOTX64.EFI.
+# Every boot starts from pristine OVMF variables (unless IMAGE.vars exists,
+# see vm_vars_of), so the firmware takes the removable-media path
+# \EFI\BOOT\BOOTX64.EFI.
 vm_boot() {
     local img=$1 log=$2 timeout=${3:-$VM_BOOT_TIMEOUT} vars rc=0 start
-    vars=$(mktemp --suffix=.fd)
-    cp "$VM_OVMF_VARS" "$vars"
+    vars=$(vm_vars_of "$img")
     start=$(date +%s)
     vm_boot_begin "$log"
     vm_qemu_args "$img" "$vars" "$log.serial"
     timeout --foreground -k 10 "$timeout" "${VM_QEMU[@]}" </dev/null >>"$log.qemu" 2>&1 || rc=$?
-    rm -f "$vars"
+    [ "$vars" = "$img.vars" ] || rm -f "$vars"
     vm_boot_end "$log" "$rc" "$start"
     return "$rc"
 }
@@ -366,8 +381,7 @@ vm_boot() {
 # ended first, 124 when PATTERN did not show within VM_BOOT_TIMEOUT.
 vm_boot_cut() {
     local img=$1 log=$2 pattern=$3 delay=$4 vars rc=0 start pid
-    vars=$(mktemp --suffix=.fd)
-    cp "$VM_OVMF_VARS" "$vars"
+    vars=$(vm_vars_of "$img")
     start=$(date +%s)
     vm_boot_begin "$log"
     vm_qemu_args "$img" "$vars" "$log.serial"
@@ -390,7 +404,7 @@ vm_boot_cut() {
     wait "$pid" 2>/dev/null || true
     printf '\n===== HCHOST power cut (rc=%s, %s s after the awaited line) =====\n' \
         "$rc" "$delay" >>"$log.serial"
-    rm -f "$vars"
+    [ "$vars" = "$img.vars" ] || rm -f "$vars"
     vm_boot_end "$log" "$rc" "$start"
     return "$rc"
 }
