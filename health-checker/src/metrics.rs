@@ -106,7 +106,7 @@ fn history_metrics(out: &mut String, events: &[&Event]) {
     counter(
         out,
         "health_checker_fallbacks_total",
-        "Trials GRUB gave up on and booted the known-good snapshot instead, as kept in the history.",
+        "Trials the boot loader gave up on and booted the known-good snapshot instead, as kept in the history.",
         count(EventKind::GrubFallback),
     );
 

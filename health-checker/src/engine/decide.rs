@@ -317,7 +317,7 @@ pub fn decide(i: &Inputs) -> Decision {
         } else {
             let trial = w.st.trial.clone().filter(|t| t.path == path);
             let why = format!(
-                "trial {path} never reached a verdict (it died before userspace or hung); GRUB booted the known-good snapshot instead"
+                "trial {path} never reached a verdict (it died before userspace or hung); the boot loader booted the known-good snapshot instead"
             );
             w.say(why.clone());
             w.event(EventKind::GrubFallback, trial.as_ref(), why);

@@ -440,7 +440,7 @@ fn alerts(report: &CheckReport, phase: &PhaseReport) -> Vec<Alert> {
         out.push(Alert {
             kind: AlertKind::GrubFallback,
             summary: format!(
-                "trial {} never reached a verdict; GRUB booted the known-good snapshot",
+                "trial {} never reached a verdict; the boot loader booted the known-good snapshot",
                 f.trial
             ),
             details: about(&f.trial),
