@@ -87,7 +87,9 @@ fn a_daemon_that_leaves_the_group_and_clears_its_environment_is_killed() {
     let out = common::cli::hc(root.path(), &["probes", "run", "escape"]);
     let text = common::cli::text(&out);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(start.elapsed() < Duration::from_secs(5), "{text}");
+    // The daemon loops forever: a checker that waited for it would never
+    // return. The bound only keeps a busy CI machine from failing the test.
+    assert!(start.elapsed() < Duration::from_secs(30), "{text}");
     let pid = read_pid(&pidfile);
     assert_gone(
         pid,
@@ -114,7 +116,8 @@ fn a_timed_out_probe_that_ignores_sigterm_is_killed_with_its_cgroup() {
     let p = find(&r, "hang");
     assert_eq!(p.result, Outcome::Timeout, "{p:?}");
     assert!(
-        start.elapsed() < Duration::from_secs(4),
+        // The daemon loops forever; a wait for it would never end.
+        start.elapsed() < Duration::from_secs(30),
         "{:?}",
         start.elapsed()
     );

@@ -139,12 +139,9 @@ fn a_failing_provider_is_a_dbus_error_and_the_service_lives_on() {
     assert_eq!(text, "{}");
 }
 
-#[test]
-fn introspection_documents_methods_properties_and_signals() {
-    let bus = PrivateBus::start();
-    let _service = start(Some(&bus.address), fixed(status()), fixed(json!({}))).unwrap();
-    let conn = client(&bus);
-    let xml = zbus::blocking::fdo::IntrospectableProxy::builder(&conn)
+/// The service's introspection XML, asked of the bus.
+fn introspect(conn: &zbus::blocking::Connection) -> String {
+    zbus::blocking::fdo::IntrospectableProxy::builder(conn)
         .destination(HC_NAME)
         .unwrap()
         .path(HC_PATH)
@@ -152,7 +149,15 @@ fn introspection_documents_methods_properties_and_signals() {
         .build()
         .unwrap()
         .introspect()
-        .expect("Introspect");
+        .expect("Introspect")
+}
+
+#[test]
+fn introspection_documents_methods_properties_and_signals() {
+    let bus = PrivateBus::start();
+    let _service = start(Some(&bus.address), fixed(status()), fixed(json!({}))).unwrap();
+    let conn = client(&bus);
+    let xml = introspect(&conn);
     // Our interface's element, whitespace between tags removed.
     let start = xml
         .find(&format!("<interface name=\"{IFACE}\">"))
@@ -233,15 +238,7 @@ fn the_documented_introspection_xml_is_the_services() {
     let bus = PrivateBus::start();
     let _service = start(Some(&bus.address), fixed(status()), fixed(json!({}))).unwrap();
     let conn = client(&bus);
-    let real = zbus::blocking::fdo::IntrospectableProxy::builder(&conn)
-        .destination(HC_NAME)
-        .unwrap()
-        .path(HC_PATH)
-        .unwrap()
-        .build()
-        .unwrap()
-        .introspect()
-        .expect("Introspect");
+    let real = introspect(&conn);
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../docs/io.github.healthchecker.HealthChecker1.xml");
     let documented = std::fs::read_to_string(&file)
