@@ -15,6 +15,7 @@ pub mod probe;
 pub mod process;
 pub mod runner;
 pub mod safety;
+pub mod spawn;
 pub mod stop;
 
 use std::collections::HashSet;

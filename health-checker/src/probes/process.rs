@@ -1,8 +1,8 @@
 //! The one process supervisor: probes, stop actions, alert hooks and `wall`
 //! all run through [`run`]. Each command runs from a descriptor opened and
 //! checked by [`super::safety`] (so what was checked is what runs), in its
-//! own cgroup ([`super::cgroup`]: joined between fork and exec, with task
-//! and memory limits) and process group, with optional input on standard
+//! own cgroup ([`super::cgroup`], with task and memory limits; joined by
+//! the child before it executes, [`super::spawn`]) and process group, with optional input on standard
 //! input, a timeout (SIGTERM to the group, then, after a grace period, the
 //! whole cgroup killed), the cgroup killed at its end so nothing it started
 //! outlives it, and capped output read in a thread. Exits are waited for on
@@ -13,15 +13,15 @@
 //! holding its output pipe or moves itself to another process group cannot
 //! stall the checker: no wait here is without a bound.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{fcntl, FcntlArg, FdFlag, OFlag};
+use nix::fcntl::OFlag;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
@@ -30,6 +30,7 @@ use nix::unistd::Pid;
 use super::capture::Capture;
 use super::cgroup::{self, Cost, Leaf, Limits};
 use super::safety::{self, Trust};
+use super::spawn;
 
 /// How to run a command.
 #[derive(Debug, Clone)]
@@ -155,10 +156,6 @@ const DRAIN: Duration = Duration::from_millis(300);
 /// configured grace (alert hooks, `wall`).
 pub const KILL_GRACE: Duration = Duration::from_secs(2);
 
-/// Spawns that hand a program's descriptor to the child hold this, so the
-/// descriptor (inheritable for that moment) reaches no other child.
-static SPAWN: Mutex<()> = Mutex::new(());
-
 /// Run `spec` to its end, or to its timeout plus twice the grace at most.
 pub fn run(spec: &RunSpec<'_>) -> Run {
     let start = Instant::now();
@@ -179,16 +176,16 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
         Ok(p) => p,
         Err(e) => return failed(format!("creating output pipe: {e}")),
     };
-    let writer2 = match writer.try_clone() {
-        Ok(w) => w,
-        Err(e) => return failed(format!("duplicating output pipe: {e}")),
-    };
     let input = match spec.input {
         None => None,
         Some(bytes) => match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
             Ok((r, w)) => Some((r, w, bytes.to_vec())),
             Err(e) => return failed(format!("creating input pipe: {e}")),
         },
+    };
+    let null = match std::fs::File::open("/dev/null") {
+        Ok(f) => OwnedFd::from(f),
+        Err(e) => return failed(format!("opening /dev/null: {e}")),
     };
     let leaf = cgroup::tree().and_then(|t| match t.leaf(spec.what, spec.limits) {
         Ok(l) => Some(l),
@@ -197,67 +194,35 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
             None
         }
     });
+    // Without a cgroup, the mark that finds what left the process group.
+    let run_id = leaf.is_none().then(new_run_id);
+    let env = environment(spec.env, run_id.as_deref());
     // The program runs from its descriptor: `/proc/self/fd/N` in the child
     // is the file checked above, whatever its path names by now. A script's
     // interpreter opens that same name, so the descriptor stays open across
     // the exec (`$0` of a script is `/proc/self/fd/N`).
-    let mut cmd = Command::new(format!("/proc/self/fd/{}", program.as_raw_fd()));
-    cmd.arg0(&spec.argv[0])
-        .args(&spec.argv[1..])
-        .stdout(Stdio::from(writer))
-        .stderr(Stdio::from(writer2))
-        .process_group(0);
-    if std::env::var_os("PATH").is_none() {
-        cmd.env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        );
-    }
-    for (k, v) in spec.env {
-        cmd.env(k, v);
-    }
-    // Without a cgroup, the mark that finds what left the process group.
-    let run_id = leaf.is_none().then(new_run_id);
-    match &run_id {
-        Some(id) => {
-            cmd.env(RUN_ID_VAR, id);
-        }
-        None => {
-            cmd.env_remove(RUN_ID_VAR);
-        }
-    }
-    if let Some(fd) = leaf.as_ref().and_then(Leaf::procs_fd) {
-        join_before_exec(&mut cmd, fd.as_raw_fd());
-    }
-    let mut feed = None;
-    match input {
-        None => {
-            cmd.stdin(Stdio::null());
-        }
-        Some((r, w, bytes)) => {
-            cmd.stdin(Stdio::from(r));
-            feed = Some((w, bytes));
-        }
-    }
-    let spawned = {
-        let _one_at_a_time = SPAWN.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = fcntl(program.as_raw_fd(), FcntlArg::F_SETFD(FdFlag::empty())) {
-            return failed(format!("cannot run {}: {e}", spec.argv[0]));
-        }
-        let spawned = cmd.spawn();
-        drop(program);
-        spawned
-    };
-    // Our copies of the pipe ends go with the command, so EOF is seen once
-    // the probe's processes are gone.
-    drop(cmd);
-    let child = match spawned {
-        Ok(c) => c,
+    let spawned = spawn::spawn(&spawn::Spawn {
+        program: program.as_fd(),
+        argv: spec.argv,
+        env,
+        stdio: [
+            input.as_ref().map_or(null.as_fd(), |(r, _, _)| r.as_fd()),
+            writer.as_fd(),
+            writer.as_fd(),
+        ],
+        cgroup_procs: leaf.as_ref().and_then(Leaf::procs_fd),
+    });
+    // Our copies of the pipe ends go, so EOF is seen once the command's
+    // processes are gone.
+    drop((program, writer, null));
+    let feed = input.map(|(r, w, bytes)| {
+        drop(r);
+        (w, bytes)
+    });
+    let pid = match spawned {
+        Ok(pid) => pid,
         Err(e) => return failed(format!("cannot run {}: {e}", spec.argv[0])),
     };
-    let pid = Pid::from_raw(child.id() as i32);
-    // Reaped below with its resource usage, not through `child`.
-    drop(child);
     let pidfd = pidfd_open(pid);
     if let Some((w, bytes)) = feed {
         // Detached: a program that does not read its input only blocks this
@@ -388,23 +353,29 @@ pub fn run(spec: &RunSpec<'_>) -> Run {
     }
 }
 
-/// The child joins the cgroup whose `cgroup.procs` is open as `procs`
-/// (writing `0` moves the writer) before it executes anything, so nothing
-/// it starts is ever outside it.
-#[allow(unsafe_code)]
-fn join_before_exec(cmd: &mut Command, procs: i32) {
-    // SAFETY: between fork and exec only `write(2)` on a descriptor opened
-    // before the fork runs, which is async-signal-safe; nothing allocates.
-    unsafe {
-        cmd.pre_exec(move || {
-            let n = nix::libc::write(procs, b"0".as_ptr().cast(), 1);
-            if n == 1 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
+/// The command's environment: the checker's, a `PATH` when it has none,
+/// then `extra`; the run's mark when there is one, else none inherited.
+fn environment(extra: &[(String, String)], run_id: Option<&str>) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != RUN_ID_VAR)
+        .collect();
+    let mut set = |k: OsString, v: OsString| match env.iter_mut().find(|(have, _)| *have == k) {
+        Some(slot) => slot.1 = v,
+        None => env.push((k, v)),
+    };
+    if std::env::var_os("PATH").is_none() {
+        set(
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        );
     }
+    for (k, v) in extra {
+        set(k.into(), v.into());
+    }
+    if let Some(id) = run_id {
+        set(RUN_ID_VAR.into(), id.into());
+    }
+    env
 }
 
 /// A descriptor that becomes readable when `pid` exits (Linux 5.3);
