@@ -23,6 +23,10 @@ pub const UNITS: [&str; 4] = [
     "health-checker-arm-on-shutdown.service",
 ];
 
+/// Enabled besides [`UNITS`] with the systemd-boot backend: the unit that
+/// keeps the entries in step after each boot.
+pub const SDBOOT_UNITS: [&str; 1] = ["health-checker-boot-entries.service"];
+
 /// Where generated GRUB configuration is.
 pub const GRUB_CFG: &str = "/boot/grub/grub.cfg";
 
@@ -155,7 +159,17 @@ pub fn gather(root: &Root) -> Facts {
         env_place,
         grub_cfg_path: root.join(GRUB_CFG).display().to_string(),
         grub_cfg,
-        units: UNITS.iter().map(|u| unit_fact(root, u)).collect(),
+        units: UNITS
+            .iter()
+            .chain(
+                systemd_boot
+                    .is_some()
+                    .then_some(&SDBOOT_UNITS)
+                    .into_iter()
+                    .flatten(),
+            )
+            .map(|u| unit_fact(root, u))
+            .collect(),
         cmdline: std::fs::read_to_string(root.join("/proc/cmdline")).ok(),
         default_grub: std::fs::read_to_string(root.join("/etc/default/grub")).ok(),
         watchdogs: watchdogs(root),
