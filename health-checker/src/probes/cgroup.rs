@@ -15,7 +15,9 @@
 //!    a transient scope of its own, `health-checker-check-PID.scope`,
 //!    asked of systemd on the system bus (`StartTransientUnit` with
 //!    `Delegate=yes`): systemd moves the checker, every thread of it,
-//!    into the scope, which is then used as in 1. The scope stops by
+//!    into the scope, which is then used as in 1. Not for the process
+//!    systemd started for a unit (`SYSTEMD_EXEC_PID`, such as the D-Bus
+//!    service running an alert hook): that stays in its unit. The scope stops by
 //!    itself once the checker and what it ran are gone (its leaves are
 //!    removed at exit), and is then collected;
 //! 3. otherwise, any writable cgroup2 mount (found in
@@ -280,9 +282,25 @@ fn ask_for_scope(
     Err("the connection to systemd ended before its job did".into())
 }
 
+/// Whether process `pid` is the one systemd started for a unit (its main
+/// or control process), from the `SYSTEMD_EXEC_PID` its environment holds:
+/// a scope would take it out of its unit, which must keep it. A process
+/// that process started (a command run by a service's script) is not.
+pub fn started_for_a_unit(pid: u32, exec_pid: Option<&str>) -> bool {
+    exec_pid.and_then(|p| p.trim().parse::<u32>().ok()) == Some(pid)
+}
+
 /// Move the checker into a scope of its own ([`start_scope`] on the system
 /// bus) and check that the kernel says it is there; its directory.
 fn join_scope() -> Result<PathBuf, String> {
+    let exec_pid = std::env::var("SYSTEMD_EXEC_PID").ok();
+    if started_for_a_unit(std::process::id(), exec_pid.as_deref()) {
+        return Err(
+            "the checker is the process of a unit without Delegate=yes, \
+                    which a scope would take it out of"
+                .into(),
+        );
+    }
     let name = start_scope(&Bus::System, std::process::id(), SCOPE_TIMEOUT)?;
     let (dir, _) = own_cgroup()?;
     if dir.file_name().is_some_and(|n| *n == *name) {
@@ -783,6 +801,15 @@ mod tests {
         assert_eq!(sanitize("a b/c.toml"), "a_b_c.toml");
         assert_eq!(format_bytes(256 << 20), "256 MiB");
         assert_eq!(format_bytes(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn a_unit_s_own_process_is_not_taken_out_of_it() {
+        assert!(started_for_a_unit(300, Some("300")));
+        // A command its script runs; no unit at all; nonsense.
+        assert!(!started_for_a_unit(301, Some("300")));
+        assert!(!started_for_a_unit(300, None));
+        assert!(!started_for_a_unit(300, Some("x")));
     }
 
     #[test]
