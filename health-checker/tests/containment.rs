@@ -249,3 +249,202 @@ fn without_a_writable_cgroup2_the_checker_warns_and_contains_by_process_group() 
     assert!(text.contains("read-only"), "{text}");
     assert_gone(read_pid(&pidfile), "the process that left its group");
 }
+
+/// A fake systemd manager on a private bus that answers
+/// `StartTransientUnit` as told and records what it was asked.
+mod fake_scope {
+    use std::sync::{Arc, Mutex};
+
+    use zbus::object_server::SignalEmitter;
+    use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};
+
+    use crate::common::dbus::PrivateBus;
+
+    /// How the fake answers.
+    #[derive(Clone, Copy)]
+    pub enum Answer {
+        /// Its job ends with this result (`done`, `failed`, ...).
+        Job(&'static str),
+        /// Its job never ends.
+        Never,
+        /// The call is refused.
+        Refuse,
+    }
+
+    /// One call: unit name, mode, properties (name, signature, value).
+    pub type Call = (String, String, Vec<(String, String, String)>);
+
+    struct Manager {
+        answer: Answer,
+        calls: Arc<Mutex<Vec<Call>>>,
+    }
+
+    #[zbus::interface(name = "org.freedesktop.systemd1.Manager")]
+    impl Manager {
+        async fn start_transient_unit(
+            &self,
+            #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+            name: String,
+            mode: String,
+            properties: Vec<(String, OwnedValue)>,
+            _aux: Vec<(String, Vec<(String, OwnedValue)>)>,
+        ) -> zbus::fdo::Result<OwnedObjectPath> {
+            self.calls.lock().unwrap().push((
+                name.clone(),
+                mode,
+                properties
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.value_signature().to_string(),
+                            format!("{}", **v),
+                        )
+                    })
+                    .collect(),
+            ));
+            let job: OwnedObjectPath = ObjectPath::try_from("/org/freedesktop/systemd1/job/7")
+                .unwrap()
+                .into();
+            let other: OwnedObjectPath = ObjectPath::try_from("/org/freedesktop/systemd1/job/6")
+                .unwrap()
+                .into();
+            let removed = |id: u32, path: &OwnedObjectPath, unit: &str, result: &str| {
+                (id, path.clone(), unit.to_string(), result.to_string())
+            };
+            match self.answer {
+                Answer::Refuse => {
+                    return Err(zbus::fdo::Error::AccessDenied("fake: not allowed".into()))
+                }
+                Answer::Never => {}
+                // Sent before the reply: the client must already be
+                // listening. Another job's end first, which it must skip.
+                Answer::Job(result) => {
+                    for body in [
+                        removed(6, &other, "other.service", "failed"),
+                        removed(7, &job, &name, result),
+                    ] {
+                        emitter
+                            .emit("org.freedesktop.systemd1.Manager", "JobRemoved", &body)
+                            .await
+                            .map_err(|e| zbus::fdo::Error::Failed(e.to_string()))?;
+                    }
+                }
+            }
+            Ok(job)
+        }
+    }
+
+    /// The fake, serving on its own bus.
+    pub struct Fake {
+        pub bus: PrivateBus,
+        _conn: zbus::blocking::Connection,
+        pub calls: Arc<Mutex<Vec<Call>>>,
+    }
+
+    pub fn start(answer: Answer) -> Fake {
+        let bus = PrivateBus::start();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let conn = zbus::blocking::connection::Builder::address(bus.address.as_str())
+            .unwrap()
+            .name("org.freedesktop.systemd1")
+            .unwrap()
+            .serve_at(
+                "/org/freedesktop/systemd1",
+                Manager {
+                    answer,
+                    calls: Arc::clone(&calls),
+                },
+            )
+            .unwrap()
+            .build()
+            .expect("serving the fake systemd");
+        Fake {
+            bus,
+            _conn: conn,
+            calls,
+        }
+    }
+}
+
+#[test]
+fn the_scope_is_asked_of_systemd_with_the_process_delegated_and_its_job_awaited() {
+    use health_checker::systemd::Bus;
+    let fake = fake_scope::start(fake_scope::Answer::Job("done"));
+    let bus = Bus::Address(fake.bus.address.clone());
+    let name = cgroup::start_scope(&bus, 4242, Duration::from_secs(5)).unwrap();
+    assert_eq!(name, "health-checker-check-4242.scope");
+    let calls = fake.calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let (unit, mode, props) = &calls[0];
+    assert_eq!((unit.as_str(), mode.as_str()), (name.as_str(), "fail"));
+    let prop = |n: &str| {
+        props
+            .iter()
+            .find(|p| p.0 == n)
+            .map(|p| (p.1.clone(), p.2.clone()))
+            .unwrap_or_else(|| panic!("no {n} in {props:?}"))
+    };
+    assert_eq!(prop("PIDs"), ("au".into(), "[uint32 4242]".into()));
+    assert_eq!(prop("Delegate"), ("b".into(), "true".into()));
+    assert_eq!(
+        prop("CollectMode"),
+        ("s".into(), "\"inactive-or-failed\"".into())
+    );
+    assert_eq!(prop("Description").0, "s");
+}
+
+#[test]
+fn a_scope_systemd_will_not_start_is_an_error_that_says_why_within_the_bound() {
+    use fake_scope::Answer;
+    use health_checker::systemd::Bus;
+    for (answer, want) in [
+        (Answer::Job("failed"), "ended \"failed\""),
+        (Answer::Refuse, "fake: not allowed"),
+        (
+            Answer::Never,
+            "did not start health-checker-check-4242.scope within 1 s",
+        ),
+    ] {
+        let fake = fake_scope::start(answer);
+        let bus = Bus::Address(fake.bus.address.clone());
+        let start = Instant::now();
+        let err = cgroup::start_scope(&bus, 4242, Duration::from_secs(1)).unwrap_err();
+        assert!(err.contains(want), "{err}");
+        // The bound holds whatever systemd does (slack for a busy machine).
+        assert!(start.elapsed() < Duration::from_secs(3), "{err}");
+    }
+    // No bus at all.
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::Address(format!("unix:path={}", dir.path().join("none").display()));
+    let err = cgroup::start_scope(&bus, 4242, Duration::from_secs(1)).unwrap_err();
+    assert!(err.contains("connecting"), "{err}");
+}
+
+#[test]
+fn without_systemd_no_scope_is_asked_for_and_the_mount_is_used() {
+    if std::path::Path::new("/run/systemd/system").exists() {
+        skipped(
+            "without_systemd_no_scope_is_asked_for_and_the_mount_is_used",
+            "systemd runs this machine",
+        );
+        return;
+    }
+    common::require::root("the no-systemd test (cgroups)");
+    let root = TestRoot::new();
+    root.vendor(
+        "where",
+        &manifest("early", "required", ""),
+        Some("sed -n 's/^0::/cgroup /p' /proc/self/cgroup\n"),
+    );
+    let out = common::cli::hc(root.path(), &["-v", "probes", "run", "where"]);
+    let text = common::cli::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("(cgroup2 mount used directly)"), "{text}");
+    assert!(!text.contains("scope"), "{text}");
+    let probe_cgroup = text
+        .lines()
+        .find_map(|l| l.strip_prefix("cgroup "))
+        .unwrap_or_else(|| panic!("the probe printed no cgroup: {text}"));
+    assert!(probe_cgroup.contains("/health-checker-"), "{probe_cgroup}");
+}

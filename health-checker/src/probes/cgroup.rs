@@ -11,10 +11,22 @@
 //!    the `trusted.delegate` attribute): the checker moves itself into a
 //!    `supervisor` leaf (cgroups with controllers enabled hold no
 //!    processes of their own) and each run gets a sibling leaf;
-//! 2. otherwise, any writable cgroup2 mount (found in
+//! 2. otherwise, on a machine that systemd runs (`/run/systemd/system`),
+//!    a transient scope of its own, `health-checker-check-PID.scope`,
+//!    asked of systemd on the system bus (`StartTransientUnit` with
+//!    `Delegate=yes`): systemd moves the checker, every thread of it,
+//!    into the scope, which is then used as in 1. Not for the process
+//!    systemd started for a unit (`SYSTEMD_EXEC_PID`, such as the D-Bus
+//!    service running an alert hook): that stays in its unit. The scope stops by
+//!    itself once the checker and what it ran are gone (its leaves are
+//!    removed at exit), and is then collected;
+//! 3. otherwise, any writable cgroup2 mount (found in
 //!    `/proc/self/mountinfo`): a `health-checker-PID` child of the
-//!    checker's own cgroup, removed at exit;
-//! 3. none (no cgroup2, read-only, a container): one warning, and commands
+//!    checker's own cgroup, removed at exit. On a systemd machine (no
+//!    system bus, the scope refused or not started in time) this is a
+//!    cgroup systemd did not delegate, said in one warning with the reason
+//!    the scope could not be had;
+//! 4. none (no cgroup2, read-only, a container): one warning, and commands
 //!    run in process groups with the `HC_RUN_ID` sweep as before.
 
 use std::fs::{self, File, OpenOptions};
@@ -22,15 +34,18 @@ use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use zbus::zvariant::{OwnedObjectPath, Value};
+
 use crate::snapshots::mountinfo;
+use crate::systemd::{Bus, Systemd};
 
 /// Per-run limits; `None` is no limit (`max`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -52,6 +67,8 @@ pub const HELPER_LIMITS: Limits = Limits {
 pub enum Source {
     /// Its own cgroup, delegated by systemd.
     Delegated,
+    /// A transient scope systemd made for it, delegated.
+    Scope,
     /// A writable cgroup2 mount, used directly.
     Mount,
 }
@@ -98,6 +115,7 @@ pub fn tree() -> Option<&'static Tree> {
                     t.base.display(),
                     match t.source {
                         Source::Delegated => "delegated by systemd",
+                        Source::Scope => "a transient scope of systemd's, delegated",
                         Source::Mount => "cgroup2 mount used directly",
                     }
                 );
@@ -120,13 +138,178 @@ pub fn tree() -> Option<&'static Tree> {
 }
 
 /// Remove what [`tree`] made, when the checker made it (the
-/// `health-checker-PID` directory of a cgroup2 mount used directly). Runs
+/// `health-checker-PID` directory of a cgroup2 mount used directly; the
+/// leaves in its own scope, which stops once nothing is left in it). Runs
 /// still in progress are killed first.
 pub fn cleanup() {
     if let Some(Some(t)) = TREE.get() {
-        if t.source == Source::Mount {
-            remove_tree(&t.base);
+        match t.source {
+            Source::Mount => remove_tree(&t.base),
+            Source::Scope => remove_leaves(&t.base),
+            Source::Delegated => {}
         }
+    }
+}
+
+/// Kill and remove every cgroup under `base` but the checker's own
+/// (`supervisor`).
+fn remove_leaves(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) && e.file_name() != SUPERVISOR {
+            remove_tree(&e.path());
+        }
+    }
+}
+
+/// The leaf the checker itself moves into in a delegated cgroup.
+const SUPERVISOR: &str = "supervisor";
+
+/// The transient scope the checker asks systemd for when it runs outside
+/// its units.
+pub fn scope_name(pid: u32) -> String {
+    format!("health-checker-check-{pid}.scope")
+}
+
+/// The properties of that scope (`StartTransientUnit`): process `pid` in
+/// it, delegated, collected once it stops, even failed.
+pub fn scope_properties(pid: u32) -> Vec<(&'static str, Value<'static>)> {
+    vec![
+        (
+            "Description",
+            Value::from("health-checker run by hand: the cgroups of its probes"),
+        ),
+        ("PIDs", Value::from(vec![pid])),
+        ("Delegate", Value::from(true)),
+        ("CollectMode", Value::from("inactive-or-failed")),
+    ]
+}
+
+/// How long systemd may take to start the scope (connecting to the bus
+/// included).
+pub const SCOPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Ask systemd (its manager on `bus`) for [`scope_name`]`(pid)` holding
+/// process `pid`, every thread of it, and wait until the start job has
+/// ended, `timeout` at most, whatever the bus does. `Ok` with the scope's
+/// name when systemd says the job is done; an error says why not.
+pub fn start_scope(bus: &Bus, pid: u32, timeout: Duration) -> Result<String, String> {
+    let name = scope_name(pid);
+    let (tx, rx) = mpsc::channel();
+    let gave_up = Arc::new(AtomicBool::new(false));
+    {
+        let (bus, name, gave_up) = (bus.clone(), name.clone(), Arc::clone(&gave_up));
+        std::thread::Builder::new()
+            .name("systemd-scope".into())
+            .spawn(move || {
+                let _ = tx.send(ask_for_scope(&bus, &name, pid, timeout, &gave_up));
+            })
+            .map_err(|e| format!("starting a thread: {e}"))?;
+    }
+    match rx.recv_timeout(timeout) {
+        Ok(done) => done.map(|()| name),
+        Err(_) => {
+            // A call already sent may still be served; none is sent after.
+            gave_up.store(true, Ordering::SeqCst);
+            Err(format!(
+                "systemd did not start {name} within {} s",
+                timeout.as_secs_f64()
+            ))
+        }
+    }
+}
+
+/// [`start_scope`]'s exchange with systemd: the `JobRemoved` signals are
+/// watched before the call, so the end of the job cannot be missed.
+fn ask_for_scope(
+    bus: &Bus,
+    name: &str,
+    pid: u32,
+    timeout: Duration,
+    gave_up: &AtomicBool,
+) -> Result<(), String> {
+    use zbus::blocking::connection::Builder;
+    let builder = match bus {
+        Bus::System => {
+            if !Path::new(crate::systemd::SYSTEM_BUS_SOCKET).exists() {
+                return Err(format!(
+                    "no system bus ({} is missing)",
+                    crate::systemd::SYSTEM_BUS_SOCKET
+                ));
+            }
+            Builder::system()
+        }
+        Bus::Address(a) => Builder::address(a.as_str()),
+    };
+    let conn = builder
+        .and_then(|b| b.method_timeout(timeout).build())
+        .map_err(|e| format!("connecting to the system bus: {e}"))?;
+    let rule = zbus::MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender("org.freedesktop.systemd1")
+        .and_then(|b| b.path("/org/freedesktop/systemd1"))
+        .and_then(|b| b.interface("org.freedesktop.systemd1.Manager"))
+        .and_then(|b| b.member("JobRemoved"))
+        .map(|b| b.build())
+        .map_err(|e| format!("building the JobRemoved match rule: {e}"))?;
+    let removed = zbus::blocking::MessageIterator::for_match_rule(rule, &conn, Some(256))
+        .map_err(|e| format!("watching systemd's JobRemoved signals: {e}"))?;
+    if gave_up.load(Ordering::SeqCst) {
+        return Err("given up".into());
+    }
+    let sd = Systemd::from_connection(conn);
+    let job = sd
+        .start_transient_unit(name, "fail", &scope_properties(pid))
+        .map_err(|e| format!("{e:#}"))?;
+    for msg in removed {
+        let msg = msg.map_err(|e| format!("waiting for systemd's job: {e}"))?;
+        let Ok((_, path, _, result)) = msg
+            .body()
+            .deserialize::<(u32, OwnedObjectPath, String, String)>()
+        else {
+            continue;
+        };
+        if path == job {
+            return if result == "done" {
+                Ok(())
+            } else {
+                Err(format!("systemd's job starting {name} ended {result:?}"))
+            };
+        }
+    }
+    Err("the connection to systemd ended before its job did".into())
+}
+
+/// Whether process `pid` is the one systemd started for a unit (its main
+/// or control process), from the `SYSTEMD_EXEC_PID` its environment holds:
+/// a scope would take it out of its unit, which must keep it. A process
+/// that process started (a command run by a service's script) is not.
+pub fn started_for_a_unit(pid: u32, exec_pid: Option<&str>) -> bool {
+    exec_pid.and_then(|p| p.trim().parse::<u32>().ok()) == Some(pid)
+}
+
+/// Move the checker into a scope of its own ([`start_scope`] on the system
+/// bus) and check that the kernel says it is there; its directory.
+fn join_scope() -> Result<PathBuf, String> {
+    let exec_pid = std::env::var("SYSTEMD_EXEC_PID").ok();
+    if started_for_a_unit(std::process::id(), exec_pid.as_deref()) {
+        return Err(
+            "the checker is the process of a unit without Delegate=yes, \
+                    which a scope would take it out of"
+                .into(),
+        );
+    }
+    let name = start_scope(&Bus::System, std::process::id(), SCOPE_TIMEOUT)?;
+    let (dir, _) = own_cgroup()?;
+    if dir.file_name().is_some_and(|n| *n == *name) {
+        Ok(dir)
+    } else {
+        Err(format!(
+            "systemd started {name}, but the checker's cgroup is {}",
+            dir.display()
+        ))
     }
 }
 
@@ -498,28 +681,47 @@ fn setup() -> Result<Tree, String> {
     let (own, _mount) = own_cgroup()?;
     let under_systemd = Path::new("/run/systemd/system").is_dir();
     let said = std::env::var(OFF_VAR).is_ok_and(|v| v == "delegated");
-    let (base, source) = if under_systemd && (said || delegated(&own)) {
+    // Why a systemd machine gave no delegated cgroup, when it did not.
+    let mut no_scope = None;
+    let delegated_to_us = if !under_systemd {
+        None
+    } else if said || delegated(&own) {
+        Some((own.clone(), Source::Delegated))
+    } else {
+        match join_scope() {
+            Ok(scope) => Some((scope, Source::Scope)),
+            Err(why) => {
+                no_scope = Some(why);
+                None
+            }
+        }
+    };
+    let (base, source) = if let Some((own, source)) = delegated_to_us {
         // The checker itself moves into a leaf: a cgroup whose children
         // have controllers holds no processes.
-        let me = own.join("supervisor");
+        let me = own.join(SUPERVISOR);
         match fs::create_dir(&me) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(format!("creating cgroup {}: {e}", me.display())),
         }
         write(&me.join("cgroup.procs"), "0")?;
-        (own, Source::Delegated)
+        (own, source)
     } else {
-        if under_systemd {
+        reap_stale(&own);
+        let base = own.join(format!("health-checker-{}", std::process::id()));
+        make_base(&base).map_err(|e| match &no_scope {
+            Some(why) => format!("no systemd scope: {why}; {e}"),
+            None => e,
+        })?;
+        if let Some(why) = &no_scope {
             tracing::warn!(
-                "cgroup {} is not delegated to the checker (run it from its units, which \
-                 have Delegate=yes); using it directly",
+                "no systemd scope for the checker ({why}); creating its cgroups under {}, \
+                 which systemd did not delegate to it and may reorganise (the checker's \
+                 units have Delegate=yes)",
                 own.display()
             );
         }
-        reap_stale(&own);
-        let base = own.join(format!("health-checker-{}", std::process::id()));
-        make_base(&base)?;
         (base, Source::Mount)
     };
     let (pids, memory, limits_note) = enable_controllers(&base);
@@ -599,5 +801,34 @@ mod tests {
         assert_eq!(sanitize("a b/c.toml"), "a_b_c.toml");
         assert_eq!(format_bytes(256 << 20), "256 MiB");
         assert_eq!(format_bytes(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn a_unit_s_own_process_is_not_taken_out_of_it() {
+        assert!(started_for_a_unit(300, Some("300")));
+        // A command its script runs; no unit at all; nonsense.
+        assert!(!started_for_a_unit(301, Some("300")));
+        assert!(!started_for_a_unit(300, None));
+        assert!(!started_for_a_unit(300, Some("x")));
+    }
+
+    #[test]
+    fn the_scope_holds_the_process_delegated_and_is_collected() {
+        assert_eq!(scope_name(4242), "health-checker-check-4242.scope");
+        let props: Vec<(&str, String, String)> = scope_properties(4242)
+            .iter()
+            .map(|(k, v)| (*k, v.value_signature().to_string(), format!("{v}")))
+            .collect();
+        let get = |name: &str| {
+            let found: Vec<_> = props.iter().filter(|p| p.0 == name).collect();
+            assert_eq!(found.len(), 1, "{name} once in {props:?}");
+            (found[0].1.as_str(), found[0].2.as_str())
+        };
+        // systemd reads PIDs as an array of uint32, Delegate as a boolean.
+        assert_eq!(get("PIDs"), ("au", "[uint32 4242]"));
+        assert_eq!(get("Delegate"), ("b", "true"));
+        assert_eq!(get("CollectMode"), ("s", "\"inactive-or-failed\""));
+        assert_eq!(get("Description").0, "s");
+        assert_eq!(props.len(), 4, "{props:?}");
     }
 }

@@ -30,6 +30,14 @@ pub fn run_probes(
     known: &HashSet<String>,
     ctx: &ProbeContext,
 ) -> Vec<ProbeResult> {
+    // The cgroup subtree is set up before the workers start: it may move
+    // the checker into a scope of its own.
+    if probes
+        .iter()
+        .any(|p| p.checks.iter().any(|c| matches!(c, Check::Exec(_))))
+    {
+        let _ = super::cgroup::tree();
+    }
     schedule(config.probes.parallel, probes, known, |p| {
         run_one(root, config, p, ctx)
     })

@@ -23,7 +23,7 @@ use anyhow::Context;
 use zbus::blocking::connection::Builder;
 use zbus::blocking::Connection;
 use zbus::proxy::CacheProperties;
-use zbus::zvariant::OwnedObjectPath;
+use zbus::zvariant::{OwnedObjectPath, Value};
 
 /// Which D-Bus to talk to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +147,13 @@ trait Manager {
     fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
     fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+    fn start_transient_unit(
+        &self,
+        name: &str,
+        mode: &str,
+        properties: &[(&str, Value<'_>)],
+        aux: &[(&str, &[(&str, Value<'_>)])],
+    ) -> zbus::Result<OwnedObjectPath>;
     fn list_units_filtered(&self, states: &[&str]) -> zbus::Result<Vec<UnitRow>>;
     fn list_jobs(&self) -> zbus::Result<Vec<JobRow>>;
 }
@@ -221,6 +228,24 @@ impl Systemd {
         self.manager()?
             .start_unit(unit, mode)
             .with_context(|| format!("systemd StartUnit({unit}, {mode})"))
+    }
+
+    /// Create the transient unit `unit` with `properties` and queue its
+    /// start in `mode`; returns the job.
+    pub fn start_transient_unit(
+        &self,
+        unit: &str,
+        mode: &str,
+        properties: &[(&str, Value<'_>)],
+    ) -> anyhow::Result<OwnedObjectPath> {
+        self.manager()?
+            .start_transient_unit(unit, mode, properties, &[])
+            .with_context(|| format!("systemd StartTransientUnit({unit}, {mode})"))
+    }
+
+    /// The connection, to watch systemd's signals on it.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     /// Queue the stop of `unit` in `mode`; returns the job.
