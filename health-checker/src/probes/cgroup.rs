@@ -374,7 +374,8 @@ impl Tree {
 pub struct Leaf {
     dir: PathBuf,
     /// `cgroup.procs`, open for writing: the child writes `0` to it
-    /// between fork and exec, so it runs nothing outside its cgroup.
+    /// before it executes (`super::spawn`), so it runs nothing outside its
+    /// cgroup.
     procs: Option<OwnedFd>,
     /// The limits actually set.
     limits: Limits,
