@@ -66,8 +66,51 @@ struct ChildData {
     errno: AtomicI32,
 }
 
-/// The child's stack: enough for the few libc calls it makes.
-const STACK: usize = 128 * 1024;
+/// The child's stack: enough for the few libc calls it makes. Mapped
+/// fresh for each child, so only the pages it touches are ever memory (a
+/// heap allocation would be zeroed, page by page, for every probe at once).
+const STACK: usize = 64 * 1024;
+
+/// An anonymous mapping for the child's stack, unmapped when dropped.
+struct Stack(*mut c_void);
+
+impl Stack {
+    #[allow(unsafe_code)]
+    fn new() -> io::Result<Stack> {
+        // SAFETY: a new private anonymous mapping; nothing else refers to it.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                STACK,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Stack(p))
+    }
+
+    /// Its top, 16-byte aligned (the stack grows down).
+    #[allow(unsafe_code)]
+    fn top(&self) -> *mut c_void {
+        // SAFETY: one past the end of the mapping, which is page-aligned.
+        unsafe { self.0.cast::<u8>().add(STACK).cast() }
+    }
+}
+
+impl Drop for Stack {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, no longer used by any child.
+        unsafe {
+            libc::munmap(self.0, STACK);
+        }
+    }
+}
 
 /// Start `s`; returns the child's PID once it has executed the program.
 /// An error names the step that failed.
@@ -106,7 +149,7 @@ pub fn spawn(s: &Spawn<'_>) -> io::Result<Pid> {
         step: AtomicI32::new(0),
         errno: AtomicI32::new(0),
     };
-    let mut stack = vec![0u8; STACK];
+    let stack = Stack::new()?;
 
     // SAFETY: `all` and `old` are valid sigset_t values; blocking every
     // signal in this thread is undone right after the clone.
@@ -121,11 +164,9 @@ pub fn spawn(s: &Spawn<'_>) -> io::Result<Pid> {
     // `data` outlives it likewise; `child_main` calls only async-signal-
     // safe functions and never returns into Rust code of the parent.
     let pid = unsafe {
-        let top = stack.as_mut_ptr().add(STACK);
-        let top = top.sub(top as usize % 16);
         libc::clone(
             child_main,
-            top.cast::<c_void>(),
+            stack.top(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             std::ptr::addr_of!(data).cast_mut().cast::<c_void>(),
         )
