@@ -219,45 +219,6 @@ impl Esp {
         Ok(removed)
     }
 
-    /// Remove the temporary files of our writes that a power cut left in
-    /// `loader/entries` (`.health-checker-*.tmp-PID-N`) and `loader`
-    /// (`.loader.conf.tmp-PID-N`): [`atomic_write`] names them so, and the
-    /// callers hold the state lock, so none of them is being written.
-    /// systemd-boot ignores them (no `.conf` ending); they only take room.
-    /// Returns what was removed. (Leftovers in the files directory go with
-    /// the unused files, [`Esp::gc_files`].)
-    pub fn remove_leftovers(&self) -> anyhow::Result<Vec<String>> {
-        let mut removed = Vec::new();
-        for (dir, ours) in [
-            (self.entries_dir(), "health-checker-"),
-            (self.dir.join("loader"), "loader.conf"),
-        ] {
-            let rd = match std::fs::read_dir(&dir) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
-            };
-            let mut any = false;
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let leftover = name
-                    .strip_prefix('.')
-                    .and_then(|n| n.split_once(".tmp-"))
-                    .is_some_and(|(base, _)| base.starts_with(ours));
-                if leftover && e.file_type().is_ok_and(|t| t.is_file()) {
-                    std::fs::remove_file(e.path())
-                        .with_context(|| format!("removing {}", e.path().display()))?;
-                    removed.push(e.path().display().to_string());
-                    any = true;
-                }
-            }
-            if any {
-                sync_dir(&dir)?;
-            }
-        }
-        Ok(removed)
-    }
-
     /// The glob of `loader.conf`'s `default` line, if any.
     pub fn loader_default(&self) -> anyhow::Result<Option<String>> {
         let path = self.loader_conf();
@@ -348,42 +309,6 @@ mod tests {
         let gone = esp.gc_files(&[a.clone()].into_iter().collect()).unwrap();
         assert_eq!(gone.len(), 3, "{gone:?}");
         assert!(t.path().join(a.trim_start_matches('/')).is_file());
-    }
-
-    #[test]
-    fn only_our_temporary_files_are_removed_as_leftovers() {
-        let t = tempfile::tempdir().unwrap();
-        let esp = Esp::new(t.path());
-        let d = esp.entries_dir();
-        std::fs::create_dir_all(&d).unwrap();
-        for n in [
-            ".health-checker-boot-trial-257+3.conf.tmp-12-0",
-            "health-checker-boot-good-256.conf",
-            ".other-1.conf.tmp-12-0",
-            "other.conf",
-        ] {
-            std::fs::write(d.join(n), "x").unwrap();
-        }
-        std::fs::write(t.path().join("loader/.loader.conf.tmp-7-1"), "x").unwrap();
-        std::fs::write(t.path().join("loader/loader.conf"), "x").unwrap();
-        let mut gone = esp.remove_leftovers().unwrap();
-        gone.sort();
-        assert_eq!(gone.len(), 2, "{gone:?}");
-        let mut left: Vec<String> = std::fs::read_dir(&d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(
-            left,
-            [
-                ".other-1.conf.tmp-12-0",
-                "health-checker-boot-good-256.conf",
-                "other.conf"
-            ]
-        );
-        assert!(t.path().join("loader/loader.conf").is_file());
-        assert!(!t.path().join("loader/.loader.conf.tmp-7-1").exists());
     }
 
     #[test]

@@ -182,10 +182,6 @@ impl SdBootEnv {
             done.lines
                 .push(format!("created {}", self.esp.state_path().display()));
         }
-        for f in self.esp.remove_leftovers()? {
-            done.lines
-                .push(format!("removed {f} (a write cut short by a power cut)"));
-        }
         let state = self.load()?;
         let list = snapshots.list().context("listing the snapshots")?;
         let alive: HashSet<u64> = list.iter().map(|s| s.snapshot.id).collect();
