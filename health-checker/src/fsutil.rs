@@ -20,10 +20,17 @@ use serde::de::DeserializeOwned;
 /// Replace `path` with `bytes` atomically: a power cut at any point leaves
 /// either the old or the new content, and a reader sees the old file or the
 /// new one, never part of one. Writes a temporary file in the same
-/// directory, fsyncs it, renames it over `path`, then fsyncs the directory so
-/// the rename itself is durable. Creates the directory if it is missing. The
-/// file is readable by everyone and writable by its owner (0644), whatever
-/// the umask: the login message and the state files are read by users.
+/// directory, fsyncs it, renames it over `path`, fsyncs the directory so the
+/// rename itself is durable, then fsyncs the file again under its new name.
+/// That last fsync is for FAT (the ESP; see [`sync_renamed`]): without it, a
+/// power cut in the seconds after the rename leaves an empty file under the
+/// new name there. (FAT has no journal: a cut in the instant between the
+/// two fsyncs still does, with the file's clusters in no file: lost space,
+/// and an entry the systemd-boot backend writes again; `docs/systemd-boot.md`,
+/// "Renames on FAT".) Creates
+/// the directory if it is missing. The file is readable by everyone and
+/// writable by its owner (0644), whatever the umask: the login message and
+/// the state files are read by users.
 /// This is the one atomic-write helper of the program (the boot environment
 /// has its own store in the `grub-env` crate, for FAT and fault injection).
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -41,16 +48,40 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         std::process::id(),
         WRITES.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = write_synced(&tmp, bytes).and_then(|()| {
+    let result = write_synced(&tmp, bytes).and_then(|f| {
         fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        Ok(f)
     });
-    if result.is_err() {
-        // Leave no stray temporary file behind; the original is untouched.
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    sync_dir(dir)
+    let f = match result {
+        Ok(f) => f,
+        Err(e) => {
+            // Leave no stray temporary file behind; the original is untouched.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    sync_dir(dir)?;
+    f.sync_all()
+        .with_context(|| format!("syncing {} after its rename", path.display()))
+}
+
+/// Make a renamed file's new directory entry whole on disk: fsync the file
+/// itself (not only its directory), after the directory. On most file
+/// systems a rename is a directory operation and the directory's fsync
+/// makes it durable. Linux's vfat (the ESP) writes the new name's entry with
+/// no first cluster and size 0 and marks the inode dirty; only writing the
+/// inode back (its fsync, or writeback some 30 s later) puts the file's
+/// first cluster and size into that entry. A power cut in between leaves
+/// the new name on an empty file and the file's clusters allocated to
+/// nothing (what `fsck.fat` reclaims). The directory goes first: then every
+/// state a cut can leave is the old name, or the new one empty or whole;
+/// the other order can leave both names on the same clusters for an
+/// instant.
+pub fn sync_renamed(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {} after its rename", path.display()))
 }
 
 /// The mode of files written by [`atomic_write`].
@@ -64,7 +95,7 @@ fn parent(path: &Path) -> Result<&Path> {
     }
 }
 
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<File> {
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -79,12 +110,14 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .with_context(|| format!("writing {}", path.display()))?;
     f.sync_all()
-        .with_context(|| format!("syncing {}", path.display()))
+        .with_context(|| format!("syncing {}", path.display()))?;
+    Ok(f)
 }
 
 /// Give a file another name in its directory (`from` and `to` in `dir`),
-/// replacing nothing, and make the new name durable (fsync of `dir`). For
-/// names that carry state, as systemd-boot's boot counters do.
+/// replacing nothing, and make the new name durable (fsync of `dir`, then,
+/// for FAT, of the file: [`sync_renamed`]). For names that carry state, as
+/// systemd-boot's boot counters do.
 pub fn move_in_dir(dir: &Path, from: &str, to: &str) -> Result<()> {
     let (a, b) = (dir.join(from), dir.join(to));
     if b.exists() {
@@ -95,7 +128,8 @@ pub fn move_in_dir(dir: &Path, from: &str, to: &str) -> Result<()> {
         );
     }
     fs::rename(&a, &b).with_context(|| format!("renaming {} to {}", a.display(), b.display()))?;
-    sync_dir(dir)
+    sync_dir(dir)?;
+    sync_renamed(&b)
 }
 
 /// fsync a directory, making renames and creations in it durable.

@@ -417,3 +417,97 @@ fn a_power_cut_between_the_trial_entry_and_the_state_is_judged_as_an_unarmed_def
         ]
     );
 }
+
+/// The snapshots 1 and 2, the default `default`, for the backend's `sync`
+/// (what `health-checker-boot-entries.service` runs on every boot).
+struct Two(SnapshotRef);
+
+impl health_checker::snapshots::Snapshots for Two {
+    fn booted(&self) -> anyhow::Result<SnapshotRef> {
+        Ok(self.0.clone())
+    }
+    fn default_subvolume(&self) -> anyhow::Result<SnapshotRef> {
+        Ok(self.0.clone())
+    }
+    fn set_default(&self, _: u64) -> anyhow::Result<()> {
+        anyhow::bail!("not in this test")
+    }
+    fn lookup(&self, path: &str) -> anyhow::Result<Option<SnapshotRef>> {
+        Ok([snap(1), snap(2)].into_iter().find(|s| s.path == path))
+    }
+    fn list(&self) -> anyhow::Result<Vec<health_checker::snapshots::SnapshotInfo>> {
+        Ok([snap(1), snap(2)]
+            .into_iter()
+            .map(|s| health_checker::snapshots::SnapshotInfo {
+                snapshot: s,
+                number: None,
+                description: None,
+                read_only: true,
+            })
+            .collect())
+    }
+}
+
+#[test]
+fn an_entry_left_empty_by_a_power_cut_is_written_again_under_its_name() {
+    // On Linux's vfat a renamed file's directory entry gets its first
+    // cluster and size only when the inode is written back: a power cut
+    // after `arm` renamed the trial's entry into place (and wrote the
+    // state) but before that left the counted name on an empty file.
+    let w = World::new();
+    let env = w.env(5);
+    let s = with_good(&w);
+    write(&env, &arm(&s, snap(2), 3).unwrap());
+    let entries = w.esp().join("loader/entries");
+    let trial = entries.join("health-checker-boot-trial-257+3.conf");
+    let whole = std::fs::read_to_string(&trial).unwrap();
+    std::fs::write(&trial, "").unwrap();
+
+    // systemd-boot skips the empty entry and boots the known-good; the
+    // state still names the trial with all its attempts, and nothing else
+    // would ever boot it.
+    assert_eq!(w.boot().unwrap(), "health-checker-boot-good-256.conf");
+    let st = env.load().unwrap();
+    assert_eq!(
+        (st.trial.clone(), st.tries, st.fallback.clone()),
+        (Some(snap(2)), 3, None)
+    );
+
+    // A temporary file of an entry write that a cut stopped before its
+    // rename: no entry to systemd-boot or the checker, and left alone (on
+    // a FAT not yet checked by fsck.fat, deleting it could free clusters
+    // another file uses since).
+    let tmp = entries.join(".health-checker-boot-trial-257+3.conf.tmp-99-0");
+    std::fs::write(&tmp, &whole[..10]).unwrap();
+
+    // The sync of that boot writes the entry again, counter and all.
+    let done = env.sync(&Two(snap(2))).unwrap();
+    assert!(tmp.exists(), "{done:?}");
+    assert!(
+        done.lines
+            .iter()
+            .any(|l| l.starts_with("rewrote health-checker-boot-trial-257+3.conf")),
+        "{done:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&trial).unwrap(), whole);
+    assert_eq!(
+        w.entries(),
+        [
+            "health-checker-boot-good-256.conf",
+            "health-checker-boot-trial-257+3.conf"
+        ]
+    );
+    // Now systemd-boot boots the trial and counts it.
+    assert_eq!(w.boot().unwrap(), "health-checker-boot-trial-257+3.conf");
+    let st = env.load().unwrap();
+    assert_eq!((st.tries, st.booted), (2, Some(GrubEntry::Trial)));
+
+    // The known-good's entry, emptied the same way, is written again by any
+    // change of the state too (here: the trial marked bad).
+    let good = entries.join("health-checker-boot-good-256.conf");
+    let whole = std::fs::read_to_string(&good).unwrap();
+    std::fs::write(&good, "").unwrap();
+    write(&env, &mark_bad(&st, &snap(2)));
+    assert_eq!(std::fs::read_to_string(&good).unwrap(), whole);
+    assert_eq!(w.boot().unwrap(), "health-checker-boot-good-256.conf");
+}

@@ -375,7 +375,9 @@ vm_boot() {
 
 # vm_boot_cut IMAGE LOG PATTERN DELAY: boots IMAGE like vm_boot, and once the
 # console shows a line matching PATTERN (a grep -E pattern), waits DELAY
-# seconds and kills QEMU with SIGKILL: a power cut. What the guest had not
+# seconds and kills QEMU with SIGKILL: a power cut (the console is polled
+# every 0.05 s, so the cut falls DELAY to DELAY + 0.05 s and a grep after
+# the line). What the guest had not
 # yet written to its virtual disk is lost (its page cache), what it had is
 # kept (the host file). Returns 0 when the cut happened, 1 when the guest
 # ended first, 124 when PATTERN did not show within VM_BOOT_TIMEOUT.
@@ -397,7 +399,7 @@ vm_boot_cut() {
             rc=124
             break
         fi
-        sleep 0.2
+        sleep 0.05
     done
     [ "$rc" -ne 0 ] || sleep "$delay"
     kill -KILL "$pid" 2>/dev/null || true

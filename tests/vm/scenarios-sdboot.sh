@@ -223,20 +223,33 @@ EOF
         "$(hq "$h" '[.[] | select(.kind == "promotion") | .snapshot.path] | join(",")')" "$G"
 }
 
-# A power cut while the guest arms an update (`health-checker arm` writes
-# the trial's kernel, initrd and counted entry, then the state): the host
-# kills QEMU at a random instant up to 1.5 s after the guest said it starts
-# arming. The ESP must need no repair, the state must read, the entries must
-# still boot (G's entry and the default line intact, at most one entry per
-# snapshot), and the next boot, whichever entry it takes, must pass.
+# A power cut while the guest arms an update (`health-checker arm` sets the
+# default subvolume, writes the trial's kernel, initrd and counted entry,
+# then the state): the host kills QEMU at a random instant up to 1.5 s after
+# the guest said it starts arming; VM_CUT_DELAY=SECONDS (e.g. 0.7 or 3)
+# cuts at that instant instead, to reproduce a failure. The ESP must need no
+# repair beyond lost space (clusters in no file, a stale free-cluster count)
+# and our temporary files (what FAT without a journal can be left with,
+# docs/systemd-boot.md, "Renames on FAT"), the state must read, the entries
+# must still boot (G's entry complete and the default line intact; when the
+# state names the trial, its entry complete, for it is written first;
+# otherwise the trial's entry absent, complete, or empty, a rename whose
+# inode was not yet written back), and the next boot, whichever entry it
+# takes, must pass and leave every entry complete, at most one entry per
+# snapshot. After the cut and after each boot the test prints what it found
+# (sd_diag).
 test_sdboot_power_cut() {
-    local d log=$out/sdboot_power_cut.log t1=@/.snapshots/2/snapshot gid rc delay fsck_out damage
-    local trial entries
+    local d log=$out/sdboot_power_cut.log t1=@/.snapshots/2/snapshot gid rc delay fsck_out
+    local trial entries found incomplete
     d=$(sd_disk sdboot_power_cut)
     gid=$(vm_id_of "$d" "$G")
     queue "$d" "apt-arm 1"
-    delay=$(printf '%d.%03d' $((RANDOM % 2)) $((RANDOM % 1000)))
-    case $delay in 1.[5-9]*) delay=0.${delay#1.} ;; esac
+    if [ -n "${VM_CUT_DELAY:-}" ]; then
+        delay=$VM_CUT_DELAY
+    else
+        delay=$(printf '%d.%03d' $((RANDOM % 2)) $((RANDOM % 1000)))
+        case $delay in 1.[5-9]*) delay=0.${delay#1.} ;; esac
+    fi
 
     echo "    boot 1 (G; the guest arms snapshot 2: power cut ${delay} s after it starts)"
     rc=0
@@ -246,11 +259,39 @@ test_sdboot_power_cut() {
     check "late phase before the update" "$(vm_console_value 'unit health-checker-late.service')" active/success
     echo "    the guest said armed before the cut: $([ -n "$(update_said armed)" ] && echo yes || echo no)"
     fsck_out=$(vm_esp_fsck "$d" -n 2>&1 || true)
-    damage=$(printf '%s\n' "$fsck_out" | grep -Ei 'truncat|free cluster|reclaim|chain|delet|bad|lost|duplicate|cross|invalid' || true)
-    [ -z "$damage" ] || printf '%s\n' "$fsck_out" | sed 's/^/      fsck.fat -n | /'
-    check "fsck.fat finds no damage on the ESP" "$(printf '%s' "$damage" | tr '\n' ' ')" ""
+    # What fsck.fat finds, by kind: "lost" space (clusters allocated to no
+    # file; FSInfo's count of free clusters, a hint, behind the FAT), "tmp"
+    # (about one of our temporary files, a write cut before its rename),
+    # "damage" (anything else): docs/systemd-boot.md, "Renames on FAT".
+    found=$(printf '%s\n' "$fsck_out" | awk '
+        /^\// { t = ($0 ~ /\/\.[^\/]*\.tmp-[0-9]+-[0-9]+$/); next }
+        !/^  / { t = 0 }
+        tolower($0) ~ /truncat|free cluster|reclaim|chain|delet|bad|lost|duplicate|cross|invalid/ {
+            if (t) print "tmp: " $0
+            else if ($0 ~ /^ *Reclaimed [0-9]+ unused clusters? \([0-9]+ bytes\)\.$/ ||
+                     $0 ~ /^ *Free cluster summary wrong \([0-9]+ vs\. really [0-9]+\)$/) print "lost: " $0
+            else print "damage: " $0
+        }')
+    [ -z "$found" ] || printf '%s\n' "$fsck_out" | sed 's/^/      fsck.fat -n | /'
+    sd_diag "$d" "after the cut"
+    echo "    fsck.fat: lost space: $(printf '%s\n' "$found" | sed -n 's/^lost: //p' | tr '\n' ' ')"
+    echo "    fsck.fat: our temporary files: $(printf '%s\n' "$found" | sed -n 's/^tmp: //p' | tr -s ' \n' ' ')"
+    check "fsck.fat finds no damage on the ESP (lost space and our temporary files aside)" \
+        "$(printf '%s\n' "$found" | sed -n 's/^damage: //p' | tr '\n' ' ')" ""
     entries=$(sd_entries "$d")
     echo "    ESP after the cut: $entries"
+    incomplete=$(sd_incomplete_entries "$d")
+    check "ESP: G's entry complete" \
+        "$(printf '%s\n' "$incomplete" | grep "^health-checker-boot-good-$gid\.conf " | tr '\n' ' ')" ""
+    if [ "$(sd_state "$d" hc_trial)" = "$t1" ]; then
+        check "ESP: the state names the trial, so its entry is complete (written before the state)" \
+            "$(printf '%s\n' "$incomplete" | grep '^health-checker-boot-trial-' | tr '\n' ' ')" ""
+    else
+        check "ESP: the trial's entry absent, complete, or empty (its rename not yet written back)" \
+            "$(printf '%s\n' "$incomplete" | grep '^health-checker-boot-trial-' | grep -v ' (0 bytes):' | tr '\n' ' ')" ""
+    fi
+    check "ESP: no other entry incomplete" \
+        "$(printf '%s\n' "$incomplete" | grep -v -e "^health-checker-boot-good-$gid\.conf " -e '^health-checker-boot-trial-' | grep -v '^$' | tr '\n' ' ')" ""
     check_match "ESP: G's entry intact" "$entries" "(^| )health-checker-boot-good-$gid\.conf( |\$)"
     check "ESP: loader.conf's default" "$(sd_loader_default "$d")" "health-checker-boot-*"
     check "state: hc_good readable, G" "$(sd_state "$d" hc_good)" "$G"
@@ -258,6 +299,7 @@ test_sdboot_power_cut() {
 
     echo "    boot 2 (whatever the entries say: it must pass)"
     boot "$d" "$log"
+    sd_diag "$d" "after boot 2"
     check_match "booted G or the update" "$(vm_console_value subvol)" "^($G|$t1)\$"
     check "late phase" "$(vm_console_value 'unit health-checker-late.service')" active/success
     check "no failed unit of the checker" \
@@ -273,6 +315,7 @@ test_sdboot_power_cut() {
         check "default subvolume: the update" "$(vm_get_default "$d")" "$t1"
         echo "    boot 3 (the update armed after the cut: booted, counted, promoted)"
         boot "$d" "$log"
+        sd_diag "$d" "after boot 3"
         check "booted subvolume" "$(vm_console_value subvol)" "$t1"
         check_match "a counted boot of the update's entry" "$(sd_var LoaderBootCountPath)" \
             "health-checker-boot-trial-$(vm_id_of "$d" "$t1")\+[0-9]+-1\.conf\$"
@@ -288,7 +331,9 @@ test_sdboot_power_cut() {
 
 # sd_power_cut_consistent IMAGE BOOT: after a boot, the entries on the ESP
 # agree with the state: one known-good entry, the state's; at most one entry
-# per snapshot; nothing but entries in loader/entries.
+# per snapshot, every one complete; nothing but entries in loader/entries,
+# and our temporary files a cut left there (the checker leaves them to be
+# removed once fsck.fat has checked the ESP: docs/systemd-boot.md).
 sd_power_cut_consistent() {
     local d=$1 good entries
     good=$(sd_state "$d" hc_good)
@@ -299,6 +344,89 @@ sd_power_cut_consistent() {
         "$(printf '%s\n' $entries | grep -c '^health-checker-boot-good-')/$(printf '%s\n' $entries | grep -c "^health-checker-boot-good-$(vm_id_of "$d" "$good")\.conf\$")" 1/1
     check "ESP: at most one entry per snapshot" \
         "$(printf '%s\n' $entries | sed -n 's/^health-checker-\(boot-good-\|boot-trial-\)\?\([0-9]*\).*\.conf$/\2/p' | sort | uniq -d | tr '\n' ' ')" ""
-    check "ESP: nothing but entries in loader/entries" \
-        "$(printf '%s\n' $entries | grep -v '\.conf$' | tr '\n' ' ')" ""
+    echo "    our temporary files left in loader/entries: $(printf '%s\n' $entries | grep -E '^\.health-checker-.*\.conf\.tmp-[0-9]+-[0-9]+$' | tr '\n' ' ')"
+    check "ESP: nothing but entries in loader/entries (and our temporary files)" \
+        "$(printf '%s\n' $entries | grep -v '\.conf$' | grep -Ev '^\.health-checker-.*\.conf\.tmp-[0-9]+-[0-9]+$' | tr '\n' ' ')" ""
+    check "ESP: every entry complete (its kernel and initrd there, whole)" \
+        "$(sd_incomplete_entries "$d" | tr '\n' ' ')" ""
+}
+
+# sd_esp_get IMAGE PATH FILE: one file of the ESP copied to FILE (each on
+# its own: a file a cut left damaged must not keep the others from being
+# read).
+sd_esp_get() { mcopy -n -i "$(vm_esp "$1")" "::$2" "$3" 2>/dev/null; }
+
+# sd_incomplete_entries IMAGE: our entries on the ESP that would not boot
+# what they name, one line each, "NAME (SIZE bytes): why": an entry must be
+# readable, have its linux, initrd and options lines, and the files it
+# loads must be there, whole (the checker names them <crc32>-<size>[-N]).
+sd_incomplete_entries() {
+    local tmpd n f k p base size crc why
+    tmpd=$(mktemp -d)
+    for n in $(sd_entries "$1"); do
+        case $n in health-checker-*.conf) ;; *) continue ;; esac
+        f=$tmpd/$n
+        if ! sd_esp_get "$1" "/loader/entries/$n" "$f"; then
+            printf '%s (? bytes): unreadable\n' "$n"
+            continue
+        fi
+        why=""
+        for k in linux initrd options; do
+            grep -q "^$k " "$f" || why="$why no $k line;"
+        done
+        for k in linux initrd; do
+            p=$(sed -n "s/^$k //p" "$f" | tr -d '\r' | head -1)
+            [ -n "$p" ] || continue
+            base=${p##*/}
+            crc=${base%%-*}
+            size=${base#*-}
+            size=${size%%-*}
+            rm -f "$tmpd/file"
+            if ! sd_esp_get "$1" "$p" "$tmpd/file"; then
+                why="$why $p missing or unreadable;"
+            elif [ "$(stat -c %s "$tmpd/file")" != "$size" ] ||
+                [ "$(gzip -c <"$tmpd/file" | tail -c 8 | od -An -tx4 -N4 | tr -d ' ')" != "$crc" ]; then
+                why="$why $p not whole;"
+            fi
+        done
+        [ -z "$why" ] || printf '%s (%s bytes):%s\n' "$n" "$(stat -c %s "$f")" "$why"
+    done
+    rm -rf "$tmpd"
+}
+
+# sd_diag IMAGE WHEN: what a failure needs to be understood, after a cut or
+# a boot: the loader's variables on the last boot, the default subvolume,
+# the state's keys, each entry on the ESP with its size and what it boots,
+# the files directory, and the guest's status.
+sd_diag() {
+    local d=$1 tmpd f n
+    tmpd=$(mktemp -d)
+    echo "    diag $2: LoaderEntrySelected=$(sd_var LoaderEntrySelected) LoaderBootCountPath=$(sd_var LoaderBootCountPath)"
+    echo "    diag $2: default subvolume $(vm_get_default "$d")"
+    sd_esp_get "$d" /health-checker/state.env "$tmpd/state.env" || true
+    sd_esp_get "$d" /health-checker/state.env.bak "$tmpd/state.env.bak" || true
+    if [ -e "$tmpd/state.env" ] || [ -e "$tmpd/state.env.bak" ]; then
+        "$(vm_hc_bin)" bootenv --file "$tmpd/state.env" list 2>&1 |
+            grep -v '^#' | tr '\n' ' ' | sed "s/^/    diag $2: state: /; s/ \$/\n/"
+    else
+        echo "    diag $2: no state file"
+    fi
+    for n in $(sd_entries "$d"); do
+        f=$tmpd/entry
+        rm -f "$f"
+        if sd_esp_get "$d" "/loader/entries/$n" "$f"; then
+            printf '    diag %s: entry %s (%s bytes): %s\n' "$2" "$n" "$(stat -c %s "$f")" \
+                "$(tr -d '\r' <"$f" | sed -n 's/^\(linux\|initrd\) //p; s/^options .*\(rootflags=[^ ]*\).*/\1/p' | tr '\n' ' ')"
+        else
+            echo "    diag $2: entry $n: unreadable"
+        fi
+    done
+    echo "    diag $2: files: $(mdir -b -i "$(vm_esp "$d")" ::/health-checker/files 2>/dev/null | sed 's|.*/||' | tr '\n' ' ')"
+    echo "    diag $2: loader.conf default: $(sd_loader_default "$d")"
+    echo "    diag $2: status: $(tr -d '\r' <"$VM_LAST_SERIAL" | sed -n 's/^HCTEST status //p' |
+        jq -c '{state, booted: .booted.path, default: .default.path, trial: .boot_environment.trial.path,
+            attempts_left: .boot_environment.attempts_left, fallback: .boot_environment.fallback,
+            booted_entry: .boot_environment.systemd_boot.booted_entry,
+            default_entry: .boot_environment.systemd_boot.default_entry}' 2>/dev/null | tr '\n' ' ')"
+    rm -rf "$tmpd"
 }

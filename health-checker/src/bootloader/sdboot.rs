@@ -349,6 +349,32 @@ impl SdBootEnv {
         self.build(snap)
     }
 
+    /// Write our entry `n` of `snap` again, under the same name, when it
+    /// does not read as an entry: empty or cut short, as a power cut on FAT
+    /// can leave a file renamed into place just before it (Linux's vfat
+    /// fills in a renamed file's first cluster and size only when it writes
+    /// the inode back; `docs/systemd-boot.md`). systemd-boot skips such an
+    /// entry, so the snapshot it stands for would never boot from it: a
+    /// trial would stay armed with its attempts left, never counted. The
+    /// name is kept, and with it the boot counter. A failure to rewrite is
+    /// reported, not fatal: the state change in progress does not depend
+    /// on it.
+    fn heal(&self, n: &EntryName, snap: &SnapshotRef, before: &[EntryName], done: &mut Done) {
+        let why = match self.esp.read(n) {
+            Ok(_) => return,
+            Err(e) => e,
+        };
+        let fixed = self
+            .content_for(snap, before)
+            .and_then(|content| self.esp.write(n, &content));
+        match fixed {
+            Ok(()) => done.lines.push(format!("rewrote {n}: {why:#}")),
+            Err(e) => done
+                .lines
+                .push(format!("warning: {why:#}; rewriting it failed: {e:#}")),
+        }
+    }
+
     /// Make the entries follow `want`: new files, then `write_state`, then
     /// renames and removals, then unused kernels removed and `loader.conf`'s
     /// default line set.
@@ -384,6 +410,7 @@ impl SdBootEnv {
                 .filter(|n| n.role == Role::Trial && n.id == t.id && n.counter.is_some())
                 .max_by_key(|n| n.counter.map(|c| c.left))
             {
+                self.heal(n, t, &before, &mut done);
                 keep.insert(*n);
             } else if let Some(n) = before
                 .iter()
@@ -398,6 +425,7 @@ impl SdBootEnv {
                 done.lines.push(format!(
                     "renamed {n} to {to}: the trial was blessed before it was judged"
                 ));
+                self.heal(&to, t, &before, &mut done);
                 keep.insert(to);
             }
         }
@@ -407,6 +435,8 @@ impl SdBootEnv {
                 let content = self.content_for(g, &before)?;
                 self.esp.write(&name, &content)?;
                 done.lines.push(format!("wrote {name}"));
+            } else {
+                self.heal(&name, g, &before, &mut done);
             }
             keep.insert(name);
         }
@@ -415,6 +445,7 @@ impl SdBootEnv {
                 let has = before.iter().find(|n| n.id == s.id && n.role == Role::Menu);
                 match has {
                     Some(n) => {
+                        self.heal(n, s, &before, &mut done);
                         keep.insert(*n);
                     }
                     None => {

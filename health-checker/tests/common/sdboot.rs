@@ -98,9 +98,20 @@ impl World {
             let (k, v) = l.trim().split_once(char::is_whitespace)?;
             (k == "default").then(|| v.trim().to_owned())
         });
+        // An entry with neither a `linux` nor an `efi` line (empty, or cut
+        // short) is no entry to systemd-boot: it is skipped.
+        let d = self.esp().join("loader/entries");
         let mut entries: Vec<(String, Option<(u32, u32)>)> = self
             .entries()
             .into_iter()
+            .filter(|n| {
+                std::fs::read_to_string(d.join(n)).is_ok_and(|t| {
+                    t.lines().any(|l| {
+                        let k = l.split_whitespace().next();
+                        k == Some("linux") || k == Some("efi")
+                    })
+                })
+            })
             .map(|n| {
                 let c = counter(&n);
                 (n, c)
