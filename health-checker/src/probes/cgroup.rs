@@ -204,7 +204,7 @@ pub fn start_scope(bus: &Bus, pid: u32, timeout: Duration) -> Result<String, Str
         std::thread::Builder::new()
             .name("systemd-scope".into())
             .spawn(move || {
-                let _ = tx.send(ask_for_scope(&bus, &name, pid, timeout, &gave_up));
+                let _ = tx.send(ask_for_scope(&bus, &name, pid, &gave_up));
             })
             .map_err(|e| format!("starting a thread: {e}"))?;
     }
@@ -223,15 +223,10 @@ pub fn start_scope(bus: &Bus, pid: u32, timeout: Duration) -> Result<String, Str
 
 /// [`start_scope`]'s exchange with systemd: the `JobRemoved` signals are
 /// watched before the call, so the end of the job cannot be missed.
-fn ask_for_scope(
-    bus: &Bus,
-    name: &str,
-    pid: u32,
-    timeout: Duration,
-    gave_up: &AtomicBool,
-) -> Result<(), String> {
-    use zbus::blocking::connection::Builder;
-    let builder = match bus {
+fn ask_for_scope(bus: &Bus, name: &str, pid: u32, gave_up: &AtomicBool) -> Result<(), String> {
+    // Not systemd's private socket (what `connect_systemd` falls back to):
+    // signals need the bus. Every wait here is bounded by `start_scope`.
+    let conn = match bus {
         Bus::System => {
             if !Path::new(crate::systemd::SYSTEM_BUS_SOCKET).exists() {
                 return Err(format!(
@@ -239,13 +234,11 @@ fn ask_for_scope(
                     crate::systemd::SYSTEM_BUS_SOCKET
                 ));
             }
-            Builder::system()
+            crate::systemd::connect_system()
         }
-        Bus::Address(a) => Builder::address(a.as_str()),
-    };
-    let conn = builder
-        .and_then(|b| b.method_timeout(timeout).build())
-        .map_err(|e| format!("connecting to the system bus: {e}"))?;
+        Bus::Address(a) => crate::systemd::connect_address(a),
+    }
+    .map_err(|e| format!("{e:#}"))?;
     let rule = zbus::MatchRule::builder()
         .msg_type(zbus::message::Type::Signal)
         .sender("org.freedesktop.systemd1")

@@ -274,11 +274,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn runs_the_program_with_its_arguments_environment_and_output() {
-        let sh = open("/bin/sh");
+    /// Run `program` with `argv` and `env`, input from /dev/null; its PID,
+    /// exit code and output.
+    fn run(program: &str, argv: &[String], env: Vec<(OsString, OsString)>) -> (Pid, i32, String) {
+        let program = open(program);
         let null = open("/dev/null");
         let (r, w) = nix::unistd::pipe().unwrap();
+        let pid = spawn(&Spawn {
+            program: program.as_fd(),
+            argv,
+            env,
+            stdio: [null.as_fd(), w.as_fd(), w.as_fd()],
+            cgroup_procs: None,
+        })
+        .unwrap();
+        drop(w);
+        let mut out = String::new();
+        std::fs::File::from(r).read_to_string(&mut out).unwrap();
+        (pid, wait(pid), out)
+    }
+
+    #[test]
+    fn runs_the_program_with_its_arguments_environment_and_output() {
         let argv = [
             "sh".to_owned(),
             "-c".to_owned(),
@@ -286,21 +303,12 @@ mod tests {
             "zero".to_owned(),
             "one".to_owned(),
         ];
-        let pid = spawn(&Spawn {
-            program: sh.as_fd(),
-            argv: &argv,
-            env: vec![
-                ("HCTEST_VAR".into(), "two".into()),
-                ("PATH".into(), "/usr/bin:/bin".into()),
-            ],
-            stdio: [null.as_fd(), w.as_fd(), w.as_fd()],
-            cgroup_procs: None,
-        })
-        .unwrap();
-        drop(w);
-        let mut out = String::new();
-        std::fs::File::from(r).read_to_string(&mut out).unwrap();
-        assert_eq!(wait(pid), 0);
+        let env = vec![
+            ("HCTEST_VAR".into(), "two".into()),
+            ("PATH".into(), "/usr/bin:/bin".into()),
+        ];
+        let (pid, code, out) = run("/bin/sh", &argv, env);
+        assert_eq!(code, 0);
         assert_eq!(out, format!("zero one two {pid}\n"));
     }
 
@@ -308,26 +316,13 @@ mod tests {
     fn its_own_process_group_and_no_inherited_handlers_or_mask() {
         // `cat` reads its own state: no shell between (a shell blocks
         // signals for moments of its own).
-        let cat = open("/bin/cat");
-        let null = open("/dev/null");
-        let (r, w) = nix::unistd::pipe().unwrap();
         let argv = [
             "cat".to_owned(),
             "/proc/self/status".to_owned(),
             "/proc/self/stat".to_owned(),
         ];
-        let pid = spawn(&Spawn {
-            program: cat.as_fd(),
-            argv: &argv,
-            env: vec![],
-            stdio: [null.as_fd(), w.as_fd(), w.as_fd()],
-            cgroup_procs: None,
-        })
-        .unwrap();
-        drop(w);
-        let mut out = String::new();
-        std::fs::File::from(r).read_to_string(&mut out).unwrap();
-        assert_eq!(wait(pid), 0, "{out}");
+        let (pid, code, out) = run("/bin/cat", &argv, vec![]);
+        assert_eq!(code, 0, "{out}");
         let field = |name: &str| {
             out.lines()
                 .find_map(|l| l.strip_prefix(name))
